@@ -1,0 +1,38 @@
+"""The FastAPI application factory: the composition root of the HTTP side."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.routers import health
+from membership.db import create_engine, create_sessionmaker
+from membership.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build an app around one settings object; nothing is read from the environment later."""
+    settings = settings or Settings()
+    engine = create_engine(settings.database_url, echo=settings.database_echo)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title=f"{settings.programme_name} API",
+        version="0.1.0",
+        description="Membership cards for cultural institutions: cards, check-ins, payments, "
+        "reports. Every error is an RFC 9457 problem document.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    problems.install(app)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,54 @@
+"""The ORM models of the whole domain; importing this package registers every table."""
+
+from membership.models.audit import AuditEntry
+from membership.models.base import Base
+from membership.models.cards import LIVE_CARD_STATUSES, Card, CardStatus
+from membership.models.checkins import Checkin, CheckinResult
+from membership.models.devices import Device
+from membership.models.institutions import Institution, InstitutionTariff, Venue
+from membership.models.members import Member, new_visitor_key
+from membership.models.memberships import (
+    Membership,
+    MembershipStatus,
+    MembershipTerm,
+    TermKind,
+    TermStatus,
+    membership_holders,
+)
+from membership.models.outbox import OutboxEmail
+from membership.models.payments import Payment, PaymentKind, PaymentStatus, WebhookEvent
+from membership.models.products import Product, ProductKind, product_institutions
+from membership.models.staff import StaffRole, StaffToken, StaffUser
+
+__all__ = [
+    "LIVE_CARD_STATUSES",
+    "AuditEntry",
+    "Base",
+    "Card",
+    "CardStatus",
+    "Checkin",
+    "CheckinResult",
+    "Device",
+    "Institution",
+    "InstitutionTariff",
+    "Member",
+    "Membership",
+    "MembershipStatus",
+    "MembershipTerm",
+    "OutboxEmail",
+    "Payment",
+    "PaymentKind",
+    "PaymentStatus",
+    "Product",
+    "ProductKind",
+    "StaffRole",
+    "StaffToken",
+    "StaffUser",
+    "TermKind",
+    "TermStatus",
+    "Venue",
+    "WebhookEvent",
+    "membership_holders",
+    "new_visitor_key",
+    "product_institutions",
+]

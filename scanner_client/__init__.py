@@ -1,0 +1,3 @@
+"""The entrance scanner client: talks to the API over HTTP only."""
+
+__version__ = "0.1.0"
