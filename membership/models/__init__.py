@@ -5,7 +5,13 @@ from membership.models.base import Base
 from membership.models.cards import LIVE_CARD_STATUSES, Card, CardStatus
 from membership.models.checkins import Checkin, CheckinResult
 from membership.models.devices import Device
-from membership.models.institutions import Institution, InstitutionTariff, Venue
+from membership.models.institutions import (
+    ClearingModel,
+    ClearingPolicy,
+    Institution,
+    InstitutionTariff,
+    Venue,
+)
 from membership.models.members import Member, new_visitor_key
 from membership.models.memberships import (
     Membership,
@@ -28,6 +34,8 @@ __all__ = [
     "CardStatus",
     "Checkin",
     "CheckinResult",
+    "ClearingModel",
+    "ClearingPolicy",
     "Device",
     "Institution",
     "InstitutionTariff",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import date
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from membership.models.base import UUIDPK, Base, Timestamps
+from membership.models.base import UUIDPK, Base, Timestamps, str_enum
 
 
 class Institution(UUIDPK, Timestamps, Base):
@@ -71,3 +72,28 @@ class Venue(UUIDPK, Timestamps, Base):
     active: Mapped[bool] = mapped_column(default=True)
 
     institution: Mapped[Institution] = relationship(back_populates="venues", lazy="raise")
+
+
+class ClearingModel(enum.StrEnum):
+    TARIFF = "tariff"
+    POOL = "pool"
+
+
+class ClearingPolicy(UUIDPK, Base):
+    """How the programme pays institutions from `valid_from` on (kept so statements recompute).
+
+    `tariff`: each counted visit earns the institution's visit tariff. `pool`: the period's card
+    revenue times `payout_share_bp` is divided by admission price x counted visits, with at least
+    `floor_bp` of the admission price per visit (the Museumkaart model).
+    """
+
+    __tablename__ = "clearing_policies"
+    __table_args__ = (
+        CheckConstraint("payout_share_bp BETWEEN 0 AND 10000", name="payout_share"),
+        CheckConstraint("floor_bp BETWEEN 0 AND 10000", name="floor"),
+    )
+
+    valid_from: Mapped[date] = mapped_column(unique=True)
+    model: Mapped[ClearingModel] = mapped_column(str_enum(ClearingModel, "clearing_model"))
+    payout_share_bp: Mapped[int] = mapped_column(default=0)
+    floor_bp: Mapped[int] = mapped_column(default=0)

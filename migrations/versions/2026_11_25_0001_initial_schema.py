@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 13:53:18.414823
+Create Date: 2026-11-25 13:57:15.626272
 """
 
 from collections.abc import Sequence
@@ -18,6 +18,31 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "clearing_policies",
+        sa.Column("valid_from", sa.Date(), nullable=False),
+        sa.Column(
+            "model",
+            sa.Enum(
+                "tariff",
+                "pool",
+                name="clearing_model",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("payout_share_bp", sa.Integer(), nullable=False),
+        sa.Column("floor_bp", sa.Integer(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.CheckConstraint("floor_bp BETWEEN 0 AND 10000", name=op.f("ck_clearing_policies_floor")),
+        sa.CheckConstraint(
+            "payout_share_bp BETWEEN 0 AND 10000", name=op.f("ck_clearing_policies_payout_share")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_clearing_policies")),
+        sa.UniqueConstraint("valid_from", name=op.f("uq_clearing_policies_valid_from")),
+    )
     op.create_table(
         "institutions",
         sa.Column("code", sa.String(length=32), nullable=False),
@@ -976,3 +1001,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_institutions_active"))
 
     op.drop_table("institutions")
+    op.drop_table("clearing_policies")

@@ -1,0 +1,196 @@
+"""Plain keyword-only factories with realistic defaults; each flushes and returns the row."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membership import card_numbers
+from membership.clock import utcnow
+from membership.models import (
+    Card,
+    CardStatus,
+    Institution,
+    InstitutionTariff,
+    Member,
+    Membership,
+    MembershipStatus,
+    MembershipTerm,
+    Product,
+    ProductKind,
+    TermKind,
+    Venue,
+)
+
+_sequence = itertools.count(1)
+
+
+def _next() -> int:
+    return next(_sequence)
+
+
+async def create_institution(
+    session: AsyncSession,
+    *,
+    code: str | None = None,
+    name: str | None = None,
+    city: str = "Amsterdam",
+    timezone: str = "Europe/Amsterdam",
+    anti_passback_minutes: int = 15,
+    visit_tariff_minor: int = 850,
+    admission_price_minor: int = 1750,
+    joined_on: date = date(2020, 1, 1),
+) -> Institution:
+    n = _next()
+    institution = Institution(
+        code=code or f"INST{n}",
+        name=name or f"Museum {n}",
+        city=city,
+        timezone=timezone,
+        anti_passback_minutes=anti_passback_minutes,
+        joined_on=joined_on,
+    )
+    session.add(institution)
+    await session.flush()
+    session.add(
+        InstitutionTariff(
+            institution_id=institution.id,
+            valid_from=joined_on,
+            visit_tariff_minor=visit_tariff_minor,
+            admission_price_minor=admission_price_minor,
+            currency="EUR",
+        )
+    )
+    await session.flush()
+    return institution
+
+
+async def create_venue(
+    session: AsyncSession, *, institution: Institution, code: str | None = None
+) -> Venue:
+    n = _next()
+    venue = Venue(institution_id=institution.id, code=code or f"MAIN{n}", name=f"Entrance {n}")
+    session.add(venue)
+    await session.flush()
+    return venue
+
+
+async def create_product(
+    session: AsyncSession,
+    *,
+    code: str | None = None,
+    kind: ProductKind = ProductKind.ANNUAL,
+    price_minor: int = 7500,
+    validity_months: int = 12,
+    max_holders: int = 1,
+    min_age: int | None = None,
+    max_age: int | None = None,
+    grace_days: int = 14,
+    accepted_at: list[Institution] | None = None,
+) -> Product:
+    product = Product(
+        code=code or f"PROD{_next()}",
+        name="Annual card",
+        kind=kind,
+        price_minor=price_minor,
+        currency="EUR",
+        vat_rate_bp=900,
+        validity_months=validity_months,
+        min_age=min_age,
+        max_age=max_age,
+        max_holders=max_holders,
+        grace_days=grace_days,
+        accepted_everywhere=accepted_at is None,
+        accepted_at=accepted_at or [],
+    )
+    session.add(product)
+    await session.flush()
+    return product
+
+
+async def create_member(
+    session: AsyncSession,
+    *,
+    first_name: str = "Anna",
+    last_name: str | None = None,
+    email: str | None = None,
+    birth_date: date | None = date(1985, 5, 17),
+    postal_code: str = "1017 AB",
+    language: str = "nl",
+    share_contact: bool = False,
+    marketing_opt_in: bool = False,
+) -> Member:
+    n = _next()
+    now = utcnow()
+    member = Member(
+        first_name=first_name,
+        last_name=last_name or f"de Vries {n}",
+        email=email or f"member{n}@example.org",
+        birth_date=birth_date,
+        postal_code=postal_code,
+        language=language,
+        share_contact=share_contact,
+        share_contact_at=now if share_contact else None,
+        marketing_opt_in=marketing_opt_in,
+        marketing_opt_in_at=now if marketing_opt_in else None,
+    )
+    session.add(member)
+    await session.flush()
+    return member
+
+
+async def create_membership(
+    session: AsyncSession,
+    *,
+    product: Product,
+    holders: list[Member],
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+    status: MembershipStatus = MembershipStatus.ACTIVE,
+    auto_renew: bool = False,
+) -> Membership:
+    """An active membership with one term (no payment) around today unless told otherwise."""
+    starts_on = starts_on or date.today() - timedelta(days=30)
+    ends_on = ends_on or starts_on + timedelta(days=365)
+    membership = Membership(
+        product_id=product.id, status=status, auto_renew=auto_renew, holders=holders
+    )
+    session.add(membership)
+    await session.flush()
+    session.add(
+        MembershipTerm(
+            membership_id=membership.id,
+            starts_on=starts_on,
+            ends_on=ends_on,
+            kind=TermKind.PURCHASE,
+        )
+    )
+    await session.flush()
+    return membership
+
+
+async def create_card(
+    session: AsyncSession,
+    *,
+    member: Member,
+    membership: Membership | None,
+    status: CardStatus = CardStatus.ACTIVE,
+    version: int = 1,
+    issued_at: datetime | None = None,
+    number: str | None = None,
+) -> Card:
+    card = Card(
+        id=uuid.uuid4(),
+        number=number or card_numbers.generate(),
+        version=version,
+        status=status,
+        member_id=member.id,
+        membership_id=membership.id if membership else None,
+        issued_at=issued_at or utcnow(),
+    )
+    session.add(card)
+    await session.flush()
+    return card
