@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import health
+from api.routers import auth, health, institutions, products, staff_users
 from membership.db import create_engine, create_sessionmaker
 from membership.settings import Settings
 
@@ -35,4 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = create_sessionmaker(engine)
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(institutions.router)
+    app.include_router(products.router)
+    app.include_router(staff_users.router)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import secrets
 import uuid
 from datetime import date, datetime, timedelta
 
@@ -21,9 +23,13 @@ from membership.models import (
     MembershipTerm,
     Product,
     ProductKind,
+    StaffRole,
+    StaffToken,
+    StaffUser,
     TermKind,
     Venue,
 )
+from membership.staff import hash_password, hash_token
 
 _sequence = itertools.count(1)
 
@@ -194,3 +200,61 @@ async def create_card(
     session.add(card)
     await session.flush()
     return card
+
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+@functools.cache
+def _staff_password_hash() -> str:
+    # argon2 is slow on purpose; hashing the shared test password once keeps suites fast.
+    return hash_password(STAFF_PASSWORD)
+
+
+async def create_staff_user(
+    session: AsyncSession,
+    *,
+    role: StaffRole = StaffRole.INSTITUTION_STAFF,
+    institution: Institution | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    password: str | None = None,
+    active: bool = True,
+) -> StaffUser:
+    """A staff account whose password is `STAFF_PASSWORD` unless told otherwise."""
+    n = _next()
+    user = StaffUser(
+        email=email or f"staff{n}@example.org",
+        name=name or f"Staff Member {n}",
+        password_hash=hash_password(password) if password else _staff_password_hash(),
+        role=role,
+        institution_id=institution.id if institution else None,
+        active=active,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def auth_headers(
+    session: AsyncSession,
+    *,
+    staff_user: StaffUser,
+    expires_at: datetime | None = None,
+    revoked_at: datetime | None = None,
+) -> dict[str, str]:
+    """A bearer header for `staff_user`, as `POST /v1/auth/login` would issue (no argon2 cost).
+
+    Commit before using it in a request: the API reads the token in its own session.
+    """
+    token = secrets.token_urlsafe(32)
+    session.add(
+        StaffToken(
+            staff_user_id=staff_user.id,
+            token_hash=hash_token(token),
+            expires_at=expires_at or utcnow() + timedelta(hours=12),
+            revoked_at=revoked_at,
+        )
+    )
+    await session.flush()
+    return {"Authorization": f"Bearer {token}"}
