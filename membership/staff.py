@@ -225,7 +225,7 @@ async def authenticate(
     ).one_or_none()
     if row is None:
         raise InvalidToken()
-    staff_token, user = row.tuple()
+    staff_token, user = row
     if staff_token.revoked_at is not None or staff_token.expires_at <= now or not user.active:
         raise InvalidToken()
     if staff_token.last_used_at is None or now - staff_token.last_used_at >= LAST_USED_RESOLUTION:
