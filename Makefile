@@ -17,6 +17,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/membership migrate
 	$(BIN)/membership seed --demo
+	$(BIN)/membership keys ensure
 	$(BIN)/membership serve --host $(HOST) --port $(PORT)
 
 lint: install

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.routers import auth, health, institutions, products, staff_users
+from api.routers.keys import router as keys_router
 from membership.db import create_engine, create_sessionmaker
 from membership.settings import Settings
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = create_sessionmaker(engine)
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(keys_router)
     app.include_router(auth.router)
     app.include_router(institutions.router)
     app.include_router(products.router)

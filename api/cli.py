@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -12,6 +13,8 @@ import migrations
 from membership import demo as demo_data
 from membership.clock import local_date, utcnow
 from membership.db import create_engine, create_sessionmaker
+from membership.errors import DomainError
+from membership.keys import KeyInfo, KeyStore
 from membership.settings import Settings
 
 app = typer.Typer(help="Membership card service.", no_args_is_help=True)
@@ -42,6 +45,85 @@ def migrate(revision: str = "head") -> None:
     settings = Settings()
     migrations.upgrade(settings.database_url, revision)
     typer.echo(f"Database at revision {revision}.")
+
+
+keys_app = typer.Typer(
+    help="Card-code signing keys (kept in MEMBERSHIP_KEY_DIR, never in the database).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store() -> KeyStore:
+    return KeyStore.from_settings(Settings())
+
+
+def _echo_key(info: KeyInfo) -> None:
+    created = info.created_at.isoformat(timespec="seconds") if info.created_at else "-"
+    typer.echo(f"{info.key_id}  {info.status.value:<8}  created {created}")
+
+
+def _key_command(action: Callable[[], KeyInfo]) -> None:
+    try:
+        _echo_key(action())
+    except DomainError as exc:
+        typer.echo(f"Error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys: the newest active one signs, pending and retired ones only verify."""
+    infos = _key_store().all_keys()
+    if not infos:
+        typer.echo("No keys: run `membership keys ensure`.")
+    for info in infos:
+        _echo_key(info)
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Add a key; with an active key present it waits as pending until `rotate`."""
+    _key_command(_key_store().generate)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make the pending (or a new) key sign; retire the old one, whose cards stay valid."""
+    _key_command(_key_store().rotate)
+
+
+@keys_app.command("retire")
+def keys_retire(key_id: str) -> None:
+    """Stop a key signing; it still verifies the cards it signed."""
+    store = _key_store()
+    _key_command(lambda: store.retire(key_id))
+
+
+@keys_app.command("remove")
+def keys_remove(key_id: str) -> None:
+    """Delete a retired key: cards it signed are refused from then on."""
+    try:
+        _key_store().remove(key_id)
+    except DomainError as exc:
+        typer.echo(f"Error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{key_id} removed")
+
+
+@keys_app.command("ensure")
+def keys_ensure() -> None:
+    """Generate the first key of a fresh install; do nothing when keys exist (`make run`)."""
+    store = _key_store()
+    if store.read_only:
+        typer.echo("Keys come from MEMBERSHIP_SIGNING_KEYS.")
+        return
+    info = store.ensure()
+    if info is None:
+        typer.echo("Signing keys present; nothing changed.")
+    else:
+        typer.echo("First signing key generated:")
+        _echo_key(info)
 
 
 @app.command()

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     programme_timezone: str = "Europe/Amsterdam"
     default_currency: str = Field(default="EUR", min_length=3, max_length=3)
     key_dir: Path = Path("./var/keys")
+    # PEM Ed25519 private keys, oldest first; when set, keys come from here instead of key_dir.
+    signing_keys: SecretStr | None = None
     photo_dir: Path = Path("./var/photos")
     token_ttl_hours: int = Field(default=12, ge=1, le=24 * 90)
     suppression_k: int = Field(default=10, ge=1)
