@@ -7,14 +7,18 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from email_validator import EmailNotValidError, validate_email
 import uvicorn
 
 import migrations
+from membership import staff
 from membership import demo as demo_data
 from membership.clock import local_date, utcnow
 from membership.db import create_engine, create_sessionmaker
 from membership.errors import DomainError
 from membership.keys import KeyInfo, KeyStore
+from membership.audit import Actor
+from membership.models import StaffRole
 from membership.settings import Settings
 
 app = typer.Typer(help="Membership card service.", no_args_is_help=True)
@@ -158,5 +162,56 @@ async def _seed_demo(settings: Settings) -> demo_data.DemoSummary:
             summary = await demo_data.seed_demo(session, today=today)
             await session.commit()
             return summary
+    finally:
+        await engine.dispose()
+
+
+users_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create-admin")
+def users_create_admin(
+    email: Annotated[str, typer.Option(help="Sign-in e-mail address.")],
+    name: Annotated[str, typer.Option(help="Full name.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            envvar="MEMBERSHIP_ADMIN_PASSWORD",
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="Else read from MEMBERSHIP_ADMIN_PASSWORD, else asked for (hidden).",
+        ),
+    ],
+) -> None:
+    """Create an operator admin: the first account of a fresh install, or a new colleague."""
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        asyncio.run(_create_admin(Settings(), email=email, name=name, password=password))
+    except DomainError as exc:
+        typer.echo(f"Error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Operator admin {email.lower()} created; sign in at POST /v1/auth/login.")
+
+
+async def _create_admin(settings: Settings, *, email: str, name: str, password: str) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await staff.create_staff_user(
+                session,
+                email=email,
+                name=name,
+                password=password,
+                role=StaffRole.OPERATOR_ADMIN,
+                institution_id=None,
+                actor=Actor(label="cli"),
+            )
+            await session.commit()
     finally:
         await engine.dispose()

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
 
+import migrations
+from api import cli
+from api.app import create_app
 from membership.clock import utcnow
 from membership.models import StaffRole, StaffToken, StaffUser
+from membership.settings import Settings
 from membership.staff import hash_token
 from tests import factories
 from tests.factories import STAFF_PASSWORD
@@ -211,3 +219,67 @@ class TestTokens:
         token = await session.scalar(select(StaffToken))
         assert token is not None
         assert token.last_used_at is not None
+
+
+class TestCreateAdminCommand:
+    """`membership users create-admin` against a migrated SQLite file, as on a fresh install."""
+
+    @pytest.fixture
+    def database_file_url(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+        migrations.upgrade(url)
+        monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+        monkeypatch.setenv("MEMBERSHIP_DATABASE_URL", url)
+        monkeypatch.delenv("MEMBERSHIP_ADMIN_PASSWORD", raising=False)
+        return url
+
+    @staticmethod
+    def create_admin(*args: str, input: str | None = None) -> Result:
+        command = ["users", "create-admin", "--email", "Ada@Example.org", "--name", "Ada Admin"]
+        return CliRunner().invoke(cli.app, [*command, *args], input=input)
+
+    @staticmethod
+    def login_status(url: str, password: str) -> int:
+        async def attempt() -> int:
+            app = create_app(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+            transport = httpx.ASGITransport(app=app)
+            try:
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    response = await login(client, "ada@example.org", password)
+                    return response.status_code
+            finally:
+                await app.state.engine.dispose()
+
+        return asyncio.run(attempt())
+
+    def test_prompted_password_then_login(self, database_file_url: str) -> None:
+        password = "a long admin password"
+
+        result = self.create_admin(input=f"{password}\n{password}\n")
+
+        assert result.exit_code == 0, result.output
+        assert self.login_status(database_file_url, password) == 200
+
+    def test_password_from_the_environment(
+        self, database_file_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("MEMBERSHIP_ADMIN_PASSWORD", "from the environment")
+
+        result = self.create_admin()
+
+        assert result.exit_code == 0, result.output
+        assert self.login_status(database_file_url, "from the environment") == 200
+
+    def test_password_option_and_a_duplicate(self, database_file_url: str) -> None:
+        assert self.create_admin("--password", "first password here").exit_code == 0
+
+        again = self.create_admin("--password", "second password here")
+
+        assert again.exit_code == 1
+        assert self.login_status(database_file_url, "second password here") == 401
+
+    def test_a_short_password_creates_nothing(self, database_file_url: str) -> None:
+        result = self.create_admin("--password", "short")
+
+        assert result.exit_code == 1
+        assert self.login_status(database_file_url, "short") == 401
