@@ -7,17 +7,17 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
-from email_validator import EmailNotValidError, validate_email
 import uvicorn
+from email_validator import EmailNotValidError, validate_email
 
 import migrations
-from membership import staff
 from membership import demo as demo_data
+from membership import staff
+from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.db import create_engine, create_sessionmaker
 from membership.errors import DomainError
 from membership.keys import KeyInfo, KeyStore
-from membership.audit import Actor
 from membership.models import StaffRole
 from membership.settings import Settings
 
