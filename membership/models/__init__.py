@@ -2,7 +2,7 @@
 
 from membership.models.audit import AuditEntry
 from membership.models.base import Base
-from membership.models.cards import LIVE_CARD_STATUSES, Card, CardStatus
+from membership.models.cards import LIVE_CARD_STATUSES, Card, CardRevocation, CardStatus
 from membership.models.checkins import Checkin, CheckinResult
 from membership.models.devices import Device
 from membership.models.institutions import (
@@ -31,6 +31,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Card",
+    "CardRevocation",
     "CardStatus",
     "Checkin",
     "CheckinResult",

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from membership.models.base import UUIDPK, Base, Timestamps, str_enum
+from membership.models.base import UUIDPK, Base, BigIntPK, CreatedAt, Timestamps, str_enum
 from membership.models.members import Member
 from membership.models.memberships import Membership
 
@@ -72,3 +72,23 @@ class Card(UUIDPK, Timestamps, Base):
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_CARD_STATUSES
+
+
+class CardRevocation(CreatedAt, Base):
+    """The scanners' revocation feed: append-only, and its id is the cursor they sync from.
+
+    A scanner keeps only the latest entry per card number: `revoked` refuses every version of
+    the card (blocked, lost, replaced, expired early), `min_version` refuses codes older than a
+    reissue. Entries are never updated, so `?since=<id>` is a complete delta (rule 4).
+    """
+
+    __tablename__ = "card_revocations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    card_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("cards.id", ondelete="SET NULL"), index=True
+    )
+    card_number: Mapped[str] = mapped_column(String(20), index=True)
+    min_version: Mapped[int]
+    revoked: Mapped[bool]
+    reason: Mapped[str] = mapped_column(String(40))
