@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import auth, health, institutions, products, staff_users
+from api.routers import auth, checkins, devices, health, institutions, products, staff_users
 from api.routers.keys import router as keys_router
+from api.routers.scanner import router as scanner_router
 from membership.db import create_engine, create_sessionmaker
 from membership.settings import Settings
 
@@ -37,8 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(keys_router)
+    app.include_router(scanner_router)
     app.include_router(auth.router)
     app.include_router(institutions.router)
     app.include_router(products.router)
     app.include_router(staff_users.router)
+    app.include_router(devices.router)
+    app.include_router(checkins.router)
     return app
