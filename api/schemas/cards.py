@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from membership.keys import KeyInfo, KeyStatus
 
@@ -28,3 +28,21 @@ class KeyRead(BaseModel):
             created_at=info.created_at,
             retired_at=info.retired_at,
         )
+
+
+class RevocationRead(BaseModel):
+    """One feed entry; a scanner keeps the latest per card number (see docs/qr-format.md)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    card_number: str
+    min_version: int
+    revoked: bool
+    reason: str
+
+
+class RevocationFeed(BaseModel):
+    entries: list[RevocationRead]
+    cursor: int = Field(description="Send as `since` next time.")
+    has_more: bool = Field(description="More entries wait: call again at once with `cursor`.")
