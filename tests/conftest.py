@@ -2,7 +2,7 @@
 
 The schema always comes from the Alembic migrations, never `create_all`. SQLite tests get a copy
 of a migrated template file; PostgreSQL tests share one database made for this test session and
-are isolated by truncating every table after each test, so tests may commit, race and run a real
+are isolated by emptying every table after each test, so tests may commit, race and run a real
 server process against it.
 """
 
@@ -75,7 +75,12 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(_pg_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-_TABLES = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+# DELETE beats TRUNCATE for a handful of rows: TRUNCATE pays a file rewrite per table. The
+# replica role skips foreign-key triggers, so self-references (refunds, replaced cards) do not
+# block the delete.
+_EMPTY_ALL_TABLES = "SET session_replication_role = replica; " + "; ".join(
+    f'DELETE FROM "{table.name}"' for table in reversed(Base.metadata.sorted_tables)
+)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -87,7 +92,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url: str = request.getfixturevalue("postgres_database")
     yield url
-    asyncio.run(_pg_execute(url, f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+    asyncio.run(_pg_execute(url, _EMPTY_ALL_TABLES))
 
 
 @pytest.fixture
