@@ -11,10 +11,12 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership import card_numbers
-from membership.clock import utcnow
+from membership.clock import local_date, utcnow
 from membership.models import (
     Card,
     CardStatus,
+    Checkin,
+    CheckinResult,
     Institution,
     InstitutionTariff,
     Member,
@@ -200,6 +202,47 @@ async def create_card(
     session.add(card)
     await session.flush()
     return card
+
+
+async def create_checkin(
+    session: AsyncSession,
+    *,
+    venue: Venue,
+    member: Member,
+    scanned_at: datetime,
+    timezone: str = "Europe/Amsterdam",
+    card: Card | None = None,
+    product: Product | None = None,
+    result: CheckinResult = CheckinResult.ADMITTED,
+    reason: str | None = None,
+    counted: bool | None = None,
+    visitor_key: str | None = None,
+    linked: bool = True,
+) -> Checkin:
+    """A stored scan as the check-in service would leave it, without its door decision.
+
+    `local_date` is derived from `scanned_at` in the institution's `timezone`; an admission is
+    counted unless told otherwise; `linked=False` leaves the row as after an erasure.
+    """
+    checkin = Checkin(
+        client_scan_id=uuid.uuid4().hex,
+        institution_id=venue.institution_id,
+        venue_id=venue.id,
+        card_id=card.id if card else None,
+        card_version=card.version if card else None,
+        member_id=member.id if linked else None,
+        visitor_key=visitor_key or member.visitor_key,
+        product_id=product.id if product else None,
+        scanned_at=scanned_at,
+        received_at=scanned_at,
+        local_date=local_date(scanned_at, timezone),
+        result=result,
+        reason=reason or {"admitted": "ok", "reentry": "reentry"}.get(result, "already_used"),
+        counted=result == CheckinResult.ADMITTED if counted is None else counted,
+    )
+    session.add(checkin)
+    await session.flush()
+    return checkin
 
 
 STAFF_PASSWORD = "correct horse battery staple"

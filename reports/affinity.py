@@ -1,0 +1,244 @@
+"""Which other institutions this institution's visitors also visit (affinity), and same-day flows.
+
+Every figure here is about other institutions' visitors, so every count below k is withheld
+(docs/reports.md, "Privacy"); the ranking places withheld rows last, in code order, so that their
+position does not hint at their size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import and_, distinct, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membership.models import Checkin, Institution
+from reports.common import Period, counted_visits, get_institution, ratio
+from reports.privacy import suppress
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityRow:
+    institution_id: uuid.UUID
+    institution_code: str
+    institution_name: str
+    both: int | None
+    share: float | None
+    lift: float | None
+    jaccard: float | None
+    suppressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityReport:
+    institution_id: uuid.UUID
+    start: date
+    end: date
+    k: int
+    visitors: int
+    by_lift: list[AffinityRow]
+    by_share: list[AffinityRow]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRow:
+    institution_id: uuid.UUID
+    institution_code: str
+    institution_name: str
+    visitors: int | None
+    visits: int | None
+    suppressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsReport:
+    institution_id: uuid.UUID
+    start: date
+    end: date
+    k: int
+    before: list[FlowRow]
+    after: list[FlowRow]
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityFigures:
+    both: int | None
+    share: float | None
+    lift: float | None
+    jaccard: float | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.both is None
+
+
+def affinity_figures(
+    *, both: int, visitors_a: int, visitors_b: int, visitors_any: int, k: int
+) -> AffinityFigures:
+    """The definitions of docs/reports.md, withheld when the overlap or B's visitors are below k.
+
+    B's own visitor count is never published, but it is checked: with a tiny B, `lift` would
+    single out B's few visitors as surely as `both` would.
+    """
+    if both < k or visitors_b < k:
+        return AffinityFigures(None, None, None, None)
+    share = ratio(both, visitors_a)
+    lift = ratio(both * visitors_any, visitors_a * visitors_b)
+    return AffinityFigures(both, share, lift, ratio(both, visitors_a + visitors_b - both))
+
+
+async def affinity_report(
+    session: AsyncSession, *, institution_id: uuid.UUID, period: Period, k: int
+) -> AffinityReport:
+    """Affinity of this institution with every other institution visited in the period."""
+    await get_institution(session, institution_id)
+    visit = counted_visits(period)
+    ours = (
+        select(Checkin.visitor_key)
+        .where(counted_visits(period, institution_id))
+        .distinct()
+        .subquery()
+    )
+    visitors_a = int((await session.execute(select(func.count()).select_from(ours))).scalar_one())
+    visitors_any = int(
+        (
+            await session.execute(select(func.count(distinct(Checkin.visitor_key))).where(visit))
+        ).scalar_one()
+    )
+    per_institution = (
+        select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("n"))
+        .where(visit, Checkin.institution_id != institution_id)
+        .group_by(Checkin.institution_id)
+        .subquery()
+    )
+    shared = (
+        select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("both"))
+        .join(ours, ours.c.visitor_key == Checkin.visitor_key)
+        .where(visit, Checkin.institution_id != institution_id)
+        .group_by(Checkin.institution_id)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                Institution.id,
+                Institution.code,
+                Institution.name,
+                per_institution.c.n,
+                func.coalesce(shared.c.both, 0),
+            )
+            .join(per_institution, per_institution.c.institution_id == Institution.id)
+            .outerjoin(shared, shared.c.institution_id == Institution.id)
+        )
+    ).all()
+    result: list[AffinityRow] = []
+    for other_id, code, name, visitors_b, both in rows:
+        figures = affinity_figures(
+            both=int(both),
+            visitors_a=visitors_a,
+            visitors_b=int(visitors_b),
+            visitors_any=visitors_any,
+            k=k,
+        )
+        result.append(
+            AffinityRow(
+                other_id,
+                code,
+                name,
+                figures.both,
+                figures.share,
+                figures.lift,
+                figures.jaccard,
+                figures.suppressed,
+            )
+        )
+    return AffinityReport(
+        institution_id=institution_id,
+        start=period.start,
+        end=period.end,
+        k=k,
+        visitors=visitors_a,
+        by_lift=_ranked(result, lambda row: row.lift),
+        by_share=_ranked(result, lambda row: row.share),
+    )
+
+
+def _ranked(
+    rows: list[AffinityRow], measure: Callable[[AffinityRow], float | None]
+) -> list[AffinityRow]:
+    shown = sorted(
+        (row for row in rows if not row.suppressed),
+        key=lambda row: (-(measure(row) or 0.0), -(row.both or 0), row.institution_code),
+    )
+    withheld = sorted((row for row in rows if row.suppressed), key=lambda r: r.institution_code)
+    return shown + withheld
+
+
+async def flows_report(
+    session: AsyncSession, *, institution_id: uuid.UUID, period: Period, k: int
+) -> FlowsReport:
+    """Where this institution's visitors went earlier and later on the same local day.
+
+    A flow pairs a counted visit here with a counted visit elsewhere by the same visitor on the
+    same local date; it is "before" when the other visit was scanned earlier, "after" when later.
+    """
+    await get_institution(session, institution_id)
+    here = (
+        select(Checkin.visitor_key, Checkin.local_date, Checkin.scanned_at)
+        .where(counted_visits(period, institution_id))
+        .subquery()
+    )
+    other = Checkin.__table__.alias("other")
+    same_day = and_(
+        other.c.visitor_key == here.c.visitor_key,
+        other.c.local_date == here.c.local_date,
+        other.c.counted.is_(True),
+        other.c.institution_id != institution_id,
+    )
+    before = other.c.scanned_at < here.c.scanned_at
+    after = other.c.scanned_at > here.c.scanned_at
+    directions: dict[str, list[FlowRow]] = {}
+    for name, condition in (("before", before), ("after", after)):
+        stmt = (
+            select(
+                Institution.id,
+                Institution.code,
+                Institution.name,
+                func.count(distinct(here.c.visitor_key)),
+                func.count(),
+            )
+            .select_from(here)
+            .join(other, and_(same_day, condition))
+            .join(Institution, Institution.id == other.c.institution_id)
+            .group_by(Institution.id, Institution.code, Institution.name)
+        )
+        rows = []
+        for other_id, code, inst_name, visitors, visits in (await session.execute(stmt)).all():
+            withheld = suppress(int(visitors), k) is None
+            rows.append(
+                FlowRow(
+                    other_id,
+                    code,
+                    inst_name,
+                    None if withheld else int(visitors),
+                    None if withheld else int(visits),
+                    withheld,
+                )
+            )
+        shown = sorted(
+            (r for r in rows if not r.suppressed),
+            key=lambda r: (-(r.visitors or 0), -(r.visits or 0), r.institution_code),
+        )
+        hidden = sorted((r for r in rows if r.suppressed), key=lambda r: r.institution_code)
+        directions[name] = shown + hidden
+    return FlowsReport(
+        institution_id=institution_id,
+        start=period.start,
+        end=period.end,
+        k=k,
+        before=directions["before"],
+        after=directions["after"],
+    )

@@ -1,0 +1,223 @@
+"""Each visitor of an institution in exactly one segment, the level at which a museum acts.
+
+The rules are applied in order and the first that matches wins, so the segments never overlap
+and always add up to the visitor count (docs/reports.md, "Segments").
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membership.models import (
+    Checkin,
+    Member,
+    Membership,
+    MembershipStatus,
+    MembershipTerm,
+    TermStatus,
+    membership_holders,
+)
+from reports.common import get_institution
+
+POPULATION_DAYS = 730
+LAPSED_DAYS = 365
+NEW_DAYS = 90
+LOYAL_VISITS = 4
+LOYAL_WINDOW_DAYS = 365
+RENEWAL_DAYS = 60
+
+
+class Segment(enum.StrEnum):
+    RENEWAL_AT_RISK = "renewal_at_risk"
+    LAPSED = "lapsed"
+    NEW = "new"
+    LOYAL = "loyal"
+    REGULAR = "regular"
+
+
+SEGMENT_RULES: dict[Segment, str] = {
+    Segment.RENEWAL_AT_RISK: (
+        f"holds an active or in-grace membership without auto-renew whose last active term "
+        f"ends (exclusive end date) after the reference date and at most {RENEWAL_DAYS} days "
+        f"after it"
+    ),
+    Segment.LAPSED: f"no visit here in the {LAPSED_DAYS} days up to the reference date",
+    Segment.NEW: f"first visit here ever within the {NEW_DAYS} days up to the reference date",
+    Segment.LOYAL: (
+        f"at least {LOYAL_VISITS} visits here in the {LOYAL_WINDOW_DAYS} days up to the "
+        f"reference date"
+    ),
+    Segment.REGULAR: "every other visitor: visited here in the last year, fewer times",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCount:
+    segment: str
+    visitors: int
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentsReport:
+    institution_id: uuid.UUID
+    as_of: date
+    visitors: int
+    segments: list[SegmentCount]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    member_id: uuid.UUID
+    first_name: str
+    last_name: str
+    email: str | None
+    language: str
+    postal_code: str | None
+    segment: str
+    last_visit: date
+    share_contact_at: datetime | None
+
+
+def _window_start(as_of: date, days: int) -> date:
+    """The first day of the `days` days that end on `as_of`, both included."""
+    return as_of - timedelta(days=days - 1)
+
+
+def _links(institution_id: uuid.UUID, as_of: date) -> Select[str | None, uuid.UUID | None]:
+    """Visitor key to member, while the link exists; an erased visitor can be in no contact list
+    and no renewal segment."""
+    return (
+        select(Checkin.visitor_key, Checkin.member_id)
+        .where(
+            Checkin.counted.is_(True),
+            Checkin.institution_id == institution_id,
+            Checkin.local_date <= as_of,
+            Checkin.member_id.is_not(None),
+        )
+        .distinct()
+    )
+
+
+def _segmented(institution_id: uuid.UUID, as_of: date) -> Select[str | None, str, date]:
+    """One row per visitor of the population: visitor key, segment and last visit date."""
+    links = _links(institution_id, as_of).subquery()
+    last_end = (
+        select(MembershipTerm.membership_id, func.max(MembershipTerm.ends_on).label("ends_on"))
+        .where(MembershipTerm.status == TermStatus.ACTIVE)
+        .group_by(MembershipTerm.membership_id)
+        .subquery()
+    )
+    at_risk = (
+        select(links.c.visitor_key)
+        .join(membership_holders, membership_holders.c.member_id == links.c.member_id)
+        .join(Membership, Membership.id == membership_holders.c.membership_id)
+        .join(last_end, last_end.c.membership_id == Membership.id)
+        .where(
+            Membership.auto_renew.is_(False),
+            Membership.status.in_([MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE]),
+            last_end.c.ends_on > as_of,
+            last_end.c.ends_on <= as_of + timedelta(days=RENEWAL_DAYS),
+        )
+    )
+    loyal_from = _window_start(as_of, LOYAL_WINDOW_DAYS)
+    per_visitor = (
+        select(
+            Checkin.visitor_key,
+            func.min(Checkin.local_date).label("first_visit"),
+            func.max(Checkin.local_date).label("last_visit"),
+            func.sum(case((Checkin.local_date >= loyal_from, 1), else_=0)).label("recent"),
+        )
+        .where(
+            Checkin.counted.is_(True),
+            Checkin.institution_id == institution_id,
+            Checkin.local_date <= as_of,
+            Checkin.visitor_key.is_not(None),
+        )
+        .group_by(Checkin.visitor_key)
+        .having(func.max(Checkin.local_date) >= _window_start(as_of, POPULATION_DAYS))
+        .subquery()
+    )
+    segment = case(
+        (per_visitor.c.visitor_key.in_(at_risk), Segment.RENEWAL_AT_RISK.value),
+        (
+            per_visitor.c.last_visit < _window_start(as_of, LAPSED_DAYS),
+            Segment.LAPSED.value,
+        ),
+        (per_visitor.c.first_visit >= _window_start(as_of, NEW_DAYS), Segment.NEW.value),
+        (per_visitor.c.recent >= LOYAL_VISITS, Segment.LOYAL.value),
+        else_=Segment.REGULAR.value,
+    ).label("segment")
+    return select(per_visitor.c.visitor_key, segment, per_visitor.c.last_visit)
+
+
+async def segments_report(
+    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date
+) -> SegmentsReport:
+    """Segment sizes of this institution's visitors on `as_of` (its local date)."""
+    await get_institution(session, institution_id)
+    rows = _segmented(institution_id, as_of).subquery()
+    counts = {
+        str(segment): int(n)
+        for segment, n in (
+            await session.execute(select(rows.c.segment, func.count()).group_by(rows.c.segment))
+        ).all()
+    }
+    segments = [SegmentCount(s.value, counts.get(s.value, 0), SEGMENT_RULES[s]) for s in Segment]
+    return SegmentsReport(
+        institution_id=institution_id,
+        as_of=as_of,
+        visitors=sum(counts.values()),
+        segments=segments,
+    )
+
+
+async def consenting_contacts(
+    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date
+) -> list[ContactRow]:
+    """Contact details of this institution's visitors who consented to share them (rule 5).
+
+    Only members with `share_contact` set and not erased, and only if they visited here: a
+    consent to share with institutions is not a licence to hand out the whole member list.
+    """
+    await get_institution(session, institution_id)
+    rows = _segmented(institution_id, as_of).subquery()
+    links = _links(institution_id, as_of).subquery()
+    stmt = (
+        select(
+            Member.id,
+            Member.first_name,
+            Member.last_name,
+            Member.email,
+            Member.language,
+            Member.postal_code,
+            rows.c.segment,
+            rows.c.last_visit,
+            Member.share_contact_at,
+        )
+        .select_from(rows)
+        .join(links, links.c.visitor_key == rows.c.visitor_key)
+        .join(Member, Member.id == links.c.member_id)
+        .where(Member.share_contact.is_(True), Member.erased_at.is_(None))
+        .order_by(Member.last_name, Member.first_name, Member.id)
+    )
+    return [
+        ContactRow(
+            member_id=row[0],
+            first_name=row[1],
+            last_name=row[2],
+            email=row[3],
+            language=row[4],
+            postal_code=row[5],
+            segment=str(row[6]),
+            last_visit=row[7],
+            share_contact_at=row[8],
+        )
+        for row in (await session.execute(stmt)).all()
+    ]
