@@ -8,7 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import auth, checkins, devices, health, institutions, products, staff_users
+from api.routers import (
+    auth,
+    checkins,
+    devices,
+    health,
+    institutions,
+    products,
+    scanner_sync,
+    staff_users,
+)
 from api.routers.keys import router as keys_router
 from api.routers.scanner import router as scanner_router
 from membership.db import create_engine, create_sessionmaker
@@ -45,4 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_users.router)
     app.include_router(devices.router)
     app.include_router(checkins.router)
+    app.include_router(scanner_sync.router)
     return app
