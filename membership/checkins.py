@@ -9,6 +9,7 @@ re-sent scan (same device and client scan id) harmless (rule 2).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -22,11 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from membership import audit, card_numbers, codes
+from membership import audit, card_numbers, cards, codes
 from membership.audit import Actor
 from membership.clock import local_date
 from membership.door import Decision, Facts, Period, Reason, decide, refuse
-from membership.errors import Conflict, NotFound
+from membership.errors import Conflict, DomainError, NotFound
 from membership.models import (
     Card,
     Checkin,
@@ -288,11 +289,9 @@ async def _outcome(
             or 0
         )
     valid_until = None
-    if membership is not None:
-        ends = [t.ends_on for t in membership.terms if t.status is TermStatus.ACTIVE]
-        valid_until = max(ends) - timedelta(days=1) if ends else None
-    if card is not None and card.expires_at is not None:
-        valid_until = card.expires_at.date()
+    if card is not None and membership is not None:
+        with contextlib.suppress(DomainError):
+            valid_until = cards.valid_until(card)
     return ScanOutcome(
         checkin=checkin,
         card=card,
