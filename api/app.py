@@ -18,6 +18,7 @@ from api.routers import (
     scanner_sync,
     staff_users,
 )
+from api.routers.cards import router as cards_router
 from api.routers.keys import router as keys_router
 from api.routers.scanner import router as scanner_router
 from membership.db import create_engine, create_sessionmaker
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(keys_router)
+    app.include_router(cards_router)
     app.include_router(scanner_router)
     app.include_router(auth.router)
     app.include_router(institutions.router)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from membership import audit, card_numbers, codes
 from membership.audit import Actor
-from membership.errors import Conflict, NotFound
+from membership.errors import Conflict, NotFound, PermissionDenied
 from membership.models import (
     LIVE_CARD_STATUSES,
     Card,
@@ -123,7 +123,7 @@ async def _membership_for_issue(
     if membership is None:
         raise NotFound("No such membership.", membership_id=str(membership_id))
     if membership.status not in _ISSUABLE:
-        raise MembershipNotActive(status=membership.status.value)
+        raise MembershipNotActive(membership_status=membership.status.value)
     if all(holder.id != member_id for holder in membership.holders):
         raise NotAHolder()
     return membership
@@ -294,7 +294,7 @@ async def complete_registration(
     temporary = await get_card(session, card_id=card_id)
     if temporary.status != CardStatus.TEMPORARY:
         raise CardStateConflict(
-            "Only a temporary card is completed.", status=temporary.status.value
+            "Only a temporary card is completed.", card_status=temporary.status.value
         )
     if temporary.member.photo_path is None:
         raise PhotoRequired()
@@ -357,7 +357,7 @@ async def block(
     if card.status == CardStatus.BLOCKED:
         return card
     if not card.is_live:
-        raise CardStateConflict("Only a live card can be blocked.", status=card.status.value)
+        raise CardStateConflict("Only a live card can be blocked.", card_status=card.status.value)
     before = card.status
     card.status = CardStatus.BLOCKED
     card.status_reason = reason
@@ -380,7 +380,9 @@ async def unblock(
 ) -> Card:
     card = await get_card(session, card_id=card_id)
     if card.status != CardStatus.BLOCKED:
-        raise CardStateConflict("Only a blocked card can be unblocked.", status=card.status.value)
+        raise CardStateConflict(
+            "Only a blocked card can be unblocked.", card_status=card.status.value
+        )
     if card.membership is None or card.membership.status not in _ISSUABLE:
         raise MembershipNotActive()
     if card.membership_id is not None and await _live_card(
@@ -415,7 +417,7 @@ async def report_lost(
     """
     card = await get_card(session, card_id=card_id)
     if not card.is_live and card.status != CardStatus.BLOCKED:
-        raise CardStateConflict("This card is no longer in use.", status=card.status.value)
+        raise CardStateConflict("This card is no longer in use.", card_status=card.status.value)
     if card.membership is None or card.membership.status not in _ISSUABLE:
         raise MembershipNotActive()
     new_status = CardStatus.TEMPORARY if card.visit_limit is not None else CardStatus.ACTIVE
@@ -438,7 +440,7 @@ async def reissue(
     """Same number, next version: a new print or phone code; every older code is refused."""
     card = await get_card(session, card_id=card_id)
     if not card.is_live:
-        raise CardStateConflict("Only a live card is reissued.", status=card.status.value)
+        raise CardStateConflict("Only a live card is reissued.", card_status=card.status.value)
     if card.version >= 0xFFFF:
         raise CardStateConflict("This card has been reissued too often; replace it.")
     card.version += 1
@@ -534,7 +536,7 @@ def valid_until(card: Card) -> date:
 def code_for(card: Card, *, programme: str) -> codes.CardCode:
     """The facts a live card's QR code carries; blocked or replaced cards get no code."""
     if not card.is_live:
-        raise CardStateConflict("Only a live card has a code.", status=card.status.value)
+        raise CardStateConflict("Only a live card has a code.", card_status=card.status.value)
     last_day = valid_until(card)
     assert card.membership is not None  # valid_until refuses a card without a membership
     return codes.CardCode(
@@ -560,3 +562,16 @@ async def revocation_feed(session: AsyncSession, *, since: int, limit: int) -> F
     entries = rows[:limit]
     cursor = entries[-1].id if entries else since
     return FeedPage(entries=entries, cursor=cursor, has_more=len(rows) > limit)
+
+
+async def ensure_issued_by(
+    session: AsyncSession, *, member_id: uuid.UUID, institution_id: uuid.UUID | None
+) -> None:
+    """Institution staff may act on a holder only through a card their institution issued."""
+    found = await session.scalar(
+        select(Card.id)
+        .where(Card.member_id == member_id, Card.issued_by_institution_id == institution_id)
+        .limit(1)
+    )
+    if institution_id is None or found is None:
+        raise PermissionDenied("This holder has no card from your institution.")
