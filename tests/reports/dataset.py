@@ -144,7 +144,7 @@ class Record:
 
 
 @st.composite
-def datasets(draw: st.DrawFn, *, max_scans: int = 40) -> Dataset:
+def datasets(draw: st.DrawFn, *, max_scans: int = 50) -> Dataset:
     n_inst = draw(st.integers(2, 4))
     zones = draw(st.lists(st.sampled_from(ZONES), min_size=n_inst, max_size=n_inst))
     base_tariffs = draw(
@@ -170,7 +170,7 @@ def datasets(draw: st.DrawFn, *, max_scans: int = 40) -> Dataset:
                 ),
             ),
             min_size=1,
-            max_size=10,
+            max_size=6,
         )
     )
     scans = draw(
@@ -179,13 +179,15 @@ def datasets(draw: st.DrawFn, *, max_scans: int = 40) -> Dataset:
                 ScanSpec,
                 member=st.integers(0, len(members) - 1),
                 institution=st.integers(0, n_inst - 1),
-                day=st.integers(0, SPAN_DAYS - 1),
+                # Mostly a few busy days, so that overlaps, flows and loyal visitors occur.
+                day=st.one_of(st.integers(0, 2), st.integers(0, SPAN_DAYS - 1)),
                 minute=st.one_of(st.integers(0, 1439), st.sampled_from([0, 30, 1409, 1410, 1439])),
                 blocked=st.sampled_from([False, False, False, True]),
                 reentry=st.booleans(),
                 product=st.one_of(st.none(), st.integers(0, 1)),
                 linked=st.sampled_from([True, True, False]),
             ),
+            min_size=min(5, max_scans),
             max_size=max_scans,
         )
     )
@@ -240,7 +242,7 @@ def datasets(draw: st.DrawFn, *, max_scans: int = 40) -> Dataset:
         tariffs=tariffs,
         policies=policies,
         payments=payments,
-        k=draw(st.integers(1, 4)),
+        k=draw(st.integers(1, 3)),
         start=start,
         length=draw(st.integers(1, SPAN_DAYS - start)),
         as_of=draw(
@@ -719,3 +721,49 @@ def brute_payouts(
         for key in keys:
             out[key] = (len(cells[key]), paid[key])
     return out
+
+
+def brute_network(
+    dataset: Dataset,
+) -> tuple[
+    dict[tuple[int, int], tuple[int, float, float, float, float] | None],
+    list[tuple[int, int, int, int]],
+]:
+    """The matrix per pair (a < b) and the top flows (from, to, visitors, visits)."""
+    k = dataset.k
+    any_visitors = visitor_set(dataset, None)
+    sets = {i: visitor_set(dataset, i) for i in range(len(dataset.zones))}
+    present = [i for i in sets if sets[i]]
+    matrix: dict[tuple[int, int], tuple[int, float, float, float, float] | None] = {}
+    for a in present:
+        for b in present:
+            if a >= b:
+                continue
+            both = len(sets[a] & sets[b])
+            if both < k or len(sets[a]) < k or len(sets[b]) < k:
+                matrix[(a, b)] = None
+                continue
+            matrix[(a, b)] = (
+                both,
+                round(both / len(sets[a]), 6),
+                round(both / len(sets[b]), 6),
+                round(both * len(any_visitors) / (len(sets[a]) * len(sets[b])), 6),
+                round(both / len(sets[a] | sets[b]), 6),
+            )
+    first, last = dataset.period
+    counted = [r for r in records(dataset) if r.counted]
+    moves: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for x in counted:
+        if not first <= x.local <= last:
+            continue
+        for y in counted:
+            if (
+                y.visitor == x.visitor
+                and y.local == x.local
+                and y.institution != x.institution
+                and y.at > x.at
+            ):
+                moves[(x.institution, y.institution)].append(x.visitor)
+    flows = [(a, b, len(set(vs)), len(vs)) for (a, b), vs in moves.items() if len(set(vs)) >= k]
+    flows.sort(key=lambda f: (-f[2], -f[3], f[0], f[1]))
+    return matrix, flows

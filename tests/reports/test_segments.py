@@ -1,0 +1,42 @@
+"""Each visitor in exactly one segment, as the written rules say; contacts only with consent."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reports.segments import Segment, consenting_contacts, segments_report
+from tests.reports.dataset import Dataset, brute_contacts, brute_segments, datasets, load
+
+EXAMPLES = settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+class TestSegments:
+    @EXAMPLES
+    @given(dataset=datasets())
+    async def test_counts_and_contacts(self, session: AsyncSession, dataset: Dataset) -> None:
+        loaded = await load(session, dataset)
+        for index, institution in enumerate(loaded.institutions):
+            report = await segments_report(
+                session, institution_id=institution.id, as_of=dataset.as_of_date
+            )
+            expected = brute_segments(dataset, index)
+            counts = Counter(expected.values())
+            assert {s.segment: s.visitors for s in report.segments} == {
+                s.value: counts.get(s.value, 0) for s in Segment
+            }
+            assert report.visitors == len(expected) == sum(s.visitors for s in report.segments)
+
+            contacts = await consenting_contacts(
+                session, institution_id=institution.id, as_of=dataset.as_of_date
+            )
+            member_index = {member.id: i for i, member in enumerate(loaded.members)}
+            got = {member_index[c.member_id]: c.segment for c in contacts}
+            assert got == brute_contacts(dataset, index)
+            assert all(dataset.members[i].share for i in got)
