@@ -20,6 +20,7 @@ from api.routers import (
 )
 from api.routers.cards import router as cards_router
 from api.routers.keys import router as keys_router
+from api.routers.reports import router as reports_router
 from api.routers.scanner import router as scanner_router
 from membership.db import create_engine, create_sessionmaker
 from membership.settings import Settings
@@ -57,4 +58,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(devices.router)
     app.include_router(checkins.router)
     app.include_router(scanner_sync.router)
+    app.include_router(reports_router)
     return app

@@ -14,6 +14,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membership import audit
+from membership.audit import Actor
+from membership.clock import local_date, utcnow
 from membership.models import (
     Checkin,
     Member,
@@ -158,10 +161,11 @@ def _segmented(institution_id: uuid.UUID, as_of: date) -> Select[str | None, str
 
 
 async def segments_report(
-    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date
+    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date | None = None
 ) -> SegmentsReport:
-    """Segment sizes of this institution's visitors on `as_of` (its local date)."""
-    await get_institution(session, institution_id)
+    """Segment sizes of this institution's visitors on `as_of` (default: its local today)."""
+    institution = await get_institution(session, institution_id)
+    as_of = as_of or local_date(utcnow(), institution.timezone)
     rows = _segmented(institution_id, as_of).subquery()
     counts = {
         str(segment): int(n)
@@ -179,14 +183,15 @@ async def segments_report(
 
 
 async def consenting_contacts(
-    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date
+    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date | None = None
 ) -> list[ContactRow]:
     """Contact details of this institution's visitors who consented to share them (rule 5).
 
     Only members with `share_contact` set and not erased, and only if they visited here: a
     consent to share with institutions is not a licence to hand out the whole member list.
     """
-    await get_institution(session, institution_id)
+    institution = await get_institution(session, institution_id)
+    as_of = as_of or local_date(utcnow(), institution.timezone)
     rows = _segmented(institution_id, as_of).subquery()
     links = _links(institution_id, as_of).subquery()
     stmt = (
@@ -221,3 +226,20 @@ async def consenting_contacts(
         )
         for row in (await session.execute(stmt)).all()
     ]
+
+
+async def export_contacts(
+    session: AsyncSession, *, institution_id: uuid.UUID, actor: Actor, as_of: date | None = None
+) -> list[ContactRow]:
+    """The consenting contacts, with an audit row: who took whose personal data, and when."""
+    contacts = await consenting_contacts(session, institution_id=institution_id, as_of=as_of)
+    await audit.record(
+        session,
+        actor=actor,
+        action="report.contacts.exported",
+        entity_type="institution",
+        entity_id=institution_id,
+        institution_id=institution_id,
+        changes={"members": len(contacts)},
+    )
+    return contacts

@@ -10,7 +10,7 @@ from reports.common import Period
 from tests.reports.dataset import Dataset, brute_affinity, brute_flows, datasets, load
 
 EXAMPLES = settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -10,7 +10,7 @@ from reports.network import network_report
 from tests.reports.dataset import Dataset, brute_network, datasets, load
 
 EXAMPLES = settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

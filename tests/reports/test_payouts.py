@@ -16,7 +16,7 @@ from tests.factories import create_checkin, create_institution, create_member, c
 from tests.reports.dataset import PROGRAMME_ZONE, Dataset, brute_payouts, datasets, load
 
 EXAMPLES = settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

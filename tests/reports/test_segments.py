@@ -11,7 +11,7 @@ from reports.segments import Segment, consenting_contacts, segments_report
 from tests.reports.dataset import Dataset, brute_contacts, brute_segments, datasets, load
 
 EXAMPLES = settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

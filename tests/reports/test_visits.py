@@ -20,7 +20,7 @@ from tests.factories import (
 from tests.reports.dataset import Dataset, age, brute_visits, datasets, load
 
 EXAMPLES = settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -1,0 +1,194 @@
+"""Reports: an institution's own (`/v1/institutions/{id}/reports/…`) and the operator's.
+
+Scope is enforced by the auth dependencies: institution staff reach only their own institution's
+reports, the contact export needs a manager, network and programme payouts the operator.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api import problems
+from api.auth import CurrentStaff, Manager, OperatorAdmin
+from api.deps import SessionDep, SettingsDep
+from api.schemas.reports import (
+    ContactsQuery,
+    PayoutQuery,
+    PeriodQuery,
+    ReportFormat,
+    SegmentsQuery,
+    csv_response,
+)
+from reports import csv
+from reports.affinity import AffinityReport, FlowsReport, affinity_report, flows_report
+from reports.network import NetworkReport, network_report
+from reports.payouts import PayoutStatement, payout_statement
+from reports.segments import SegmentsReport, export_contacts, segments_report
+from reports.visits import VisitsReport, visits_report
+
+router = APIRouter(tags=["reports"])
+institution_router = APIRouter(prefix="/v1/institutions/{institution_id}/reports")
+operator_router = APIRouter(prefix="/v1/reports")
+
+_CSV = {200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with `format=csv`."}}
+_INSTITUTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    **problems.responses(401, 403, 404),
+    **_CSV,
+}
+
+
+@institution_router.get("/visits", response_model=VisitsReport, responses=_INSTITUTION_ERRORS)
+async def visits(
+    institution_id: uuid.UUID,
+    query: Annotated[PeriodQuery, Query()],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: CurrentStaff,
+) -> Any:
+    """Visits, visitors, heatmap, reasons, frequency, products, age bands and regions."""
+    report = await visits_report(
+        session, institution_id=institution_id, period=query.period(), k=settings.suppression_k
+    )
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.visits_csv(report), filename="visits.csv")
+    return report
+
+
+@institution_router.get("/affinity", response_model=AffinityReport, responses=_INSTITUTION_ERRORS)
+async def affinity(
+    institution_id: uuid.UUID,
+    query: Annotated[PeriodQuery, Query()],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: CurrentStaff,
+) -> Any:
+    """Other institutions ranked by lift and by share; cells below k withheld."""
+    report = await affinity_report(
+        session, institution_id=institution_id, period=query.period(), k=settings.suppression_k
+    )
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.affinity_csv(report), filename="affinity.csv")
+    return report
+
+
+@institution_router.get("/flows", response_model=FlowsReport, responses=_INSTITUTION_ERRORS)
+async def flows(
+    institution_id: uuid.UUID,
+    query: Annotated[PeriodQuery, Query()],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: CurrentStaff,
+) -> Any:
+    """Where visitors went before and after a visit here on the same day."""
+    report = await flows_report(
+        session, institution_id=institution_id, period=query.period(), k=settings.suppression_k
+    )
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.flows_csv(report), filename="flows.csv")
+    return report
+
+
+@institution_router.get("/segments", response_model=SegmentsReport, responses=_INSTITUTION_ERRORS)
+async def segments(
+    institution_id: uuid.UUID,
+    query: Annotated[SegmentsQuery, Query()],
+    session: SessionDep,
+    _principal: CurrentStaff,
+) -> Any:
+    """Every visitor in exactly one segment, with the rule of each segment."""
+    report = await segments_report(session, institution_id=institution_id, as_of=query.as_of)
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.segments_csv(report), filename="segments.csv")
+    return report
+
+
+@institution_router.get(
+    "/segments/contacts.csv",
+    response_class=Response,
+    responses={**problems.responses(401, 403, 404), 200: {"content": {"text/csv": {}}}},
+)
+async def contacts(
+    institution_id: uuid.UUID,
+    query: Annotated[ContactsQuery, Query()],
+    session: SessionDep,
+    principal: Manager,
+) -> Response:
+    """Managers only: visitors who consented to share their contact details (audited)."""
+    rows = await export_contacts(
+        session, institution_id=institution_id, as_of=query.as_of, actor=principal.actor
+    )
+    return csv_response(csv.contacts_csv(rows), filename="contacts.csv")
+
+
+@institution_router.get(
+    "/payout",
+    response_model=PayoutStatement,
+    responses={**_INSTITUTION_ERRORS, **problems.responses(409)},
+)
+async def payout(
+    institution_id: uuid.UUID,
+    query: Annotated[PayoutQuery, Query()],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: CurrentStaff,
+) -> Any:
+    """This institution's clearing statement for a year, by month and product."""
+    statement = await payout_statement(
+        session,
+        year=query.year,
+        currency=settings.default_currency,
+        timezone=settings.programme_timezone,
+        institution_id=institution_id,
+    )
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.payout_csv(statement), filename=f"payout-{query.year}.csv")
+    return statement
+
+
+@operator_router.get(
+    "/network",
+    response_model=NetworkReport,
+    responses={**problems.responses(401, 403), **_CSV},
+)
+async def network(
+    query: Annotated[PeriodQuery, Query()],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: OperatorAdmin,
+) -> Any:
+    """The affinity matrix of all institutions and the top same-day flows (CSV: the matrix)."""
+    report = await network_report(session, period=query.period(), k=settings.suppression_k)
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.network_csv(report), filename="network.csv")
+    return report
+
+
+@operator_router.get(
+    "/payouts",
+    response_model=PayoutStatement,
+    responses={**problems.responses(401, 403, 409), **_CSV},
+)
+async def payouts(
+    query: Annotated[PayoutQuery, Query()],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: OperatorAdmin,
+) -> Any:
+    """Every institution's clearing for a year; the lines add up to the totals to the cent."""
+    statement = await payout_statement(
+        session,
+        year=query.year,
+        currency=settings.default_currency,
+        timezone=settings.programme_timezone,
+    )
+    if query.format is ReportFormat.CSV:
+        return csv_response(csv.payout_csv(statement), filename=f"payouts-{query.year}.csv")
+    return statement
+
+
+router.include_router(institution_router)
+router.include_router(operator_router)
