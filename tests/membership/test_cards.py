@@ -338,3 +338,23 @@ class TestFeed:
         empty = await cards.revocation_feed(session, since=second.cursor, limit=2)
         assert empty.entries == []
         assert empty.cursor == second.cursor
+
+    async def test_a_second_writer_waits_so_feed_ids_commit_in_order(
+        self, engine: AsyncEngine, session: AsyncSession
+    ) -> None:
+        """A scanner that read id N+1 must never later miss an id N committed after it."""
+        first, second = await _issue(session), await _issue(session)
+        await session.commit()
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as one, sessionmaker() as two:
+            await cards.block(one, card_id=first.id, reason="x", actor=ACTOR, now=utcnow())
+            waiting = asyncio.create_task(
+                cards.block(two, card_id=second.id, reason="x", actor=ACTOR, now=utcnow())
+            )
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+            await one.commit()
+            await waiting
+            await two.commit()
+        page = await cards.revocation_feed(session, since=0, limit=10)
+        assert [entry.card_number for entry in page.entries] == [first.number, second.number]
