@@ -361,3 +361,17 @@ async def override(
         changes={"before": before, "reason": reason, "counted": checkin.counted, "at": str(now)},
     )
     return await _outcome(session, checkin, replayed=False)
+
+
+async def holder_photo(
+    session: AsyncSession, *, checkin_id: int, device_id: uuid.UUID
+) -> str | None:
+    """The stored photo of the holder a device has just scanned, and of no one else.
+
+    Tying the photo to the device's own scan keeps a device key from browsing photos (rule 5).
+    """
+    checkin = await session.get(Checkin, checkin_id)
+    if checkin is None or checkin.device_id != device_id or checkin.member_id is None:
+        raise NotFound("No photo for this scan.")
+    member = await session.get(Member, checkin.member_id)
+    return member.photo_path if member else None

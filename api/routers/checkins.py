@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from fastapi.responses import FileResponse
 from pydantic import TypeAdapter, ValidationError
 
 from api import problems
@@ -18,8 +19,9 @@ from api.schemas.checkins import (
     OfflineCheckin,
     OverrideCreate,
 )
-from membership import checkins
+from membership import checkins, photos
 from membership.clock import utcnow
+from membership.errors import NotFound
 from membership.keys import KeyStore
 
 router = APIRouter(prefix="/v1/checkins", tags=["check-in"])
@@ -99,6 +101,25 @@ async def create_checkin_batch(
         rejected=sum(r.status == "rejected" for r in results),
         items=results,
     )
+
+
+@router.get(
+    "/{checkin_id}/photo",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        **problems.responses(401, 404),
+    },
+)
+async def checkin_photo(
+    checkin_id: int, session: SessionDep, settings: SettingsDep, device: CurrentDevice
+) -> FileResponse:
+    """The holder's photo for the doorman's screen, only for a scan this device made."""
+    relative = await checkins.holder_photo(session, checkin_id=checkin_id, device_id=device.id)
+    path = photos.resolve(settings.photo_dir, relative)
+    if path is None:
+        raise NotFound("No photo for this scan.")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private"})
 
 
 @router.post(

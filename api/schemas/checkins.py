@@ -74,7 +74,7 @@ class CheckinRead(BaseModel):
             member = outcome.member
             holder = Holder(
                 name=member.full_name,
-                photo_url=f"/v1/cards/{outcome.card.id}/photo" if member.photo_path else None,
+                photo_url=f"/v1/checkins/{checkin.id}/photo" if member.photo_path else None,
                 product=outcome.product.name if outcome.product else None,
                 product_code=outcome.product.code if outcome.product else None,
                 valid_until=outcome.valid_until,

@@ -12,13 +12,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membership import photos
 from membership.clock import utcnow
 from membership.models import (
     CardStatus,
     Checkin,
     Device,
+    Member,
     MembershipStatus,
 )
+from membership.settings import Settings
 from tests.api.conftest import Door, holder
 from tests.factories import (
     create_institution,
@@ -314,3 +317,23 @@ class TestOverride:
         )
         assert again.status_code == 409
         assert await counted_visits(door.session) == 1
+
+
+class TestPhoto:
+    async def test_the_scanning_device_sees_the_holder_photo_and_no_other(
+        self, door: Door, settings: Settings
+    ) -> None:
+        card = await holder(door.session)
+        member = await door.session.get_one(Member, card.member_id)
+        member.photo_path = photos.store(settings.photo_dir, b"\xff\xd8\xff jpeg bytes")
+        await door.session.commit()
+        answer = await door.scan(door.qr(card))
+        photo_url = answer["holder"]["photo_url"]
+        assert photo_url == f"/v1/checkins/{answer['id']}/photo"
+        response = await door.client.get(photo_url, headers=door.device)
+        assert (response.status_code, response.content) == (200, b"\xff\xd8\xff jpeg bytes")
+        other_venue = await create_venue(door.session, institution=door.institution)
+        await door.session.commit()
+        other_device = await door.pair_device(other_venue)
+        assert (await door.client.get(photo_url, headers=other_device)).status_code == 404
+        assert (await door.client.get(photo_url, headers=door.manager)).status_code == 401
