@@ -45,7 +45,8 @@ async def flush_unique(session: AsyncSession, *, conflict: DomainError) -> None:
     """Flush, and report a unique violation as `conflict` (a 409), never as a 500.
 
     Services check for a duplicate first, for a clear answer; this closes the race where two
-    requests pass that check together and the database constraint decides.
+    requests pass that check together and the database constraint decides. The failed flush
+    leaves the transaction unusable, so the error must end the unit of work (as a request does).
     """
     try:
         await session.flush()
