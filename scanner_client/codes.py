@@ -133,6 +133,11 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
+def grouped(number: str) -> str:
+    """Groups of four, as printed on the card and as the server shows it."""
+    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+
+
 def typed_card_number(text: str) -> str | None:
     """The digits of what a person typed ("4123 4567-8905"), or None if it is not typed digits.
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scanner_client.client import Decision, Result
+from scanner_client.codes import grouped
 
 WORDS = {Result.ADMITTED: "ADMIT", Result.REENTRY: "RE-ENTRY", Result.REFUSED: "REFUSED"}
 STYLES = {
@@ -96,7 +97,7 @@ def render(
         if holder.valid_until is not None:
             details.add_row("Valid until", holder.valid_until.isoformat())
     elif decision.card_number:
-        details.add_row("Number", decision.card_number)
+        details.add_row("Number", grouped(decision.card_number))
     if decision.visits_today is not None:
         details.add_row("Visits today", str(decision.visits_today))
     if counts is not None:

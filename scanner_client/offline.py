@@ -128,7 +128,7 @@ def decide(
         product=rules.products.get(code.product_code, code.product_code),
         product_code=code.product_code,
         valid_until=code.valid_until,
-        card_number=_grouped(code.card_number),
+        card_number=codes.grouped(code.card_number),
     )
     if verification.reason is codes.Reason.REVOKED:
         entry = revocations[code.card_number]
@@ -156,8 +156,3 @@ def decide(
         holder=holder,
         card_number=code.card_number,
     )
-
-
-def _grouped(number: str) -> str:
-    """Groups of four, as printed on the card and as the server shows it."""
-    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))

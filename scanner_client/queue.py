@@ -129,7 +129,9 @@ class ScanStore:
     """One connection to the device's file; open one per thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created private before SQLite opens it: its WAL and shm files copy this mode.
+        path.touch(mode=0o600, exist_ok=True)
         self.path = path
         # Autocommit mode: every write below is its own explicit, durable transaction.
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
@@ -137,7 +139,6 @@ class ScanStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
         self.revocations: Mapping[str, Revocation] = _Revocations(self._db)
 
     def close(self) -> None:
