@@ -6,7 +6,7 @@ benchmark route out of the product. It pays exactly what every scanner call pays
 parsing, device-key authentication, one transaction) plus a single INSERT into `checkins`; the
 difference to the real route is the door decision itself.
 
-Served with `uvicorn --factory --app-dir benchmarks _ceiling_app:create_app`.
+Served from the checkout root: `uvicorn --factory benchmarks._ceiling_app:create_app`.
 """
 
 from __future__ import annotations

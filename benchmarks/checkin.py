@@ -59,8 +59,7 @@ from membership.audit import Actor
 from membership.db import create_engine, create_sessionmaker
 from membership.keys import KeyStore
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/"
 DEFAULT_DATABASE = "mbench_checkin"
 CHECKIN_PATH = "/v1/checkins"
@@ -530,22 +529,17 @@ async def _load_history(
 # --- the doors -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Door:
-    institution: int
-    authorization: str
-
-
 @dataclass
 class Traffic:
     """What the scanners send: random cards, mostly first scans, some passed back at once.
 
     A first scan takes a card not yet scanned at that institution in this run, so it is
     admitted (a few blocked cards and nothing else are refused); a repeat scans a card that
-    was just admitted, at another door of the same institution, and meets anti-passback.
+    was just admitted, at a door of the same institution, and meets anti-passback.
     """
 
-    doors_of: list[list[Door]]
+    # The `Authorization` header of each paired scanner, per institution.
+    doors_of: list[list[str]]
     codes: list[str]
     club_institution: list[int | None]
     institution_weights: list[float]
@@ -571,13 +565,13 @@ class Traffic:
                     break
             self._scanned.add((card, institution))
             self._recent.append((card, institution))
-        door = self.rng.choice(self.doors_of[institution])
+        authorization = self.rng.choice(self.doors_of[institution])
         body = {
             "code": self.codes[card],
             "client_scan_id": f"{BENCH_SCAN_PREFIX}{self.run}-{next(self._sequence)}",
             "scanned_at": datetime.now(UTC).isoformat(),
         }
-        headers = {"Authorization": door.authorization, "Content-Type": "application/json"}
+        headers = {"Authorization": authorization, "Content-Type": "application/json"}
         return headers, json.dumps(body).encode()
 
 
@@ -604,7 +598,7 @@ async def prepare_traffic(
                 await session.execute(text("SELECT id, code FROM institutions ORDER BY code"))
             ).all()
             index = {row.id: i for i, row in enumerate(institutions)}
-            doors_of: list[list[Door]] = [[] for _ in institutions]
+            doors_of: list[list[str]] = [[] for _ in institutions]
             device_ids = []
             for device_id, institution_id in rows:
                 device = await devices.get_device(session, device_id=device_id)
@@ -612,9 +606,7 @@ async def prepare_traffic(
                     session, device=device, actor=actor, now=datetime.now(UTC)
                 )
                 paired = await devices.pair(session, code=pairing.code, now=datetime.now(UTC))
-                doors_of[index[institution_id]].append(
-                    Door(index[institution_id], f"Bearer {paired.key}")
-                )
+                doors_of[index[institution_id]].append(f"Bearer {paired.key}")
                 device_ids.append(device_id)
             await session.commit()
             card_rows = (
@@ -726,10 +718,12 @@ def start_server(target: Target, key_dir: Path, workdir: Path) -> Server:
         sys.executable,
         "-m",
         "uvicorn",
-        "_ceiling_app:create_app",
+        # Imported as a namespace package from the checkout root: with benchmarks/ itself on
+        # sys.path its modules would shadow packages of the same name (benchmarks/reports.py).
+        "benchmarks._ceiling_app:create_app",
         "--factory",
         "--app-dir",
-        str(HERE),
+        str(ROOT),
         "--host",
         "127.0.0.1",
         "--port",
