@@ -20,9 +20,12 @@ from api.routers import (
 )
 from api.routers.cards import router as cards_router
 from api.routers.keys import router as keys_router
+from api.routers.payments import router as payments_router
+from api.routers.purchases import router as purchases_router
 from api.routers.reports import router as reports_router
 from api.routers.scanner import router as scanner_router
 from membership.db import create_engine, create_sessionmaker
+from membership.payments import provider_from_settings
 from membership.settings import Settings
 
 
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.payment_provider = provider_from_settings(settings, app.state.sessionmaker)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(keys_router)
@@ -59,4 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checkins.router)
     app.include_router(scanner_sync.router)
     app.include_router(reports_router)
+    app.include_router(purchases_router)
+    app.include_router(payments_router)
     return app

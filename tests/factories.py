@@ -23,6 +23,9 @@ from membership.models import (
     Membership,
     MembershipStatus,
     MembershipTerm,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
     Product,
     ProductKind,
     StaffRole,
@@ -301,3 +304,39 @@ async def auth_headers(
     )
     await session.flush()
     return {"Authorization": f"Bearer {token}"}
+
+
+async def create_pending_purchase(
+    session: AsyncSession,
+    *,
+    product: Product,
+    holders: list[Member],
+    provider: str = "stripe",
+    checkout_id: str | None = None,
+    auto_renew: bool = False,
+) -> Payment:
+    """A bought but unpaid membership, as `POST /v1/purchases` leaves it at the provider."""
+    membership = Membership(
+        product_id=product.id,
+        status=MembershipStatus.PENDING_PAYMENT,
+        auto_renew=auto_renew,
+        holders=holders,
+    )
+    session.add(membership)
+    await session.flush()
+    n = _next()
+    payment = Payment(
+        id=uuid.uuid4(),
+        reference=f"MK-TEST{n:05d}",
+        membership_id=membership.id,
+        kind=PaymentKind.PURCHASE,
+        status=PaymentStatus.PENDING,
+        provider=provider,
+        provider_checkout_id=checkout_id or f"cs_test_{n}",
+        amount_minor=product.price_minor,
+        currency=product.currency,
+        vat_rate_bp=product.vat_rate_bp,
+    )
+    session.add(payment)
+    await session.flush()
+    return payment

@@ -5,6 +5,7 @@ from membership.models.base import Base
 from membership.models.cards import LIVE_CARD_STATUSES, Card, CardRevocation, CardStatus
 from membership.models.checkins import Checkin, CheckinResult
 from membership.models.devices import Device
+from membership.models.idempotency import IdempotencyKey
 from membership.models.institutions import (
     ClearingModel,
     ClearingPolicy,
@@ -24,6 +25,7 @@ from membership.models.memberships import (
 from membership.models.outbox import OutboxEmail
 from membership.models.payments import Payment, PaymentKind, PaymentStatus, WebhookEvent
 from membership.models.products import Product, ProductKind, product_institutions
+from membership.models.receipts import Receipt
 from membership.models.staff import StaffRole, StaffToken, StaffUser
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ClearingModel",
     "ClearingPolicy",
     "Device",
+    "IdempotencyKey",
     "Institution",
     "InstitutionTariff",
     "Member",
@@ -50,6 +53,7 @@ __all__ = [
     "PaymentStatus",
     "Product",
     "ProductKind",
+    "Receipt",
     "StaffRole",
     "StaffToken",
     "StaffUser",

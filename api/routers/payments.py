@@ -1,0 +1,147 @@
+"""Payments: the provider's webhook, the local provider's checkout page, operator refunds."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api import problems
+from api.auth import OperatorAdmin
+from api.deps import SessionDep, SettingsDep
+from api.schemas.purchases import PaymentRead, RefundCreate
+from membership import memberships
+from membership.clock import utcnow
+from membership.errors import NotFound
+from membership.payments import events, local
+from membership.payments.provider import PaymentProvider
+from membership.payments.stripe import verify_event
+from membership.settings import Settings
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+
+
+def get_provider(request: Request) -> PaymentProvider:
+    provider: PaymentProvider = request.app.state.payment_provider
+    return provider
+
+
+ProviderDep = Annotated[PaymentProvider, Depends(get_provider)]
+
+
+async def _process(
+    sessionmaker: async_sessionmaker[AsyncSession], event_id: int, settings: Settings
+) -> None:
+    """After the response: the event's own transaction; a failure stays queued for `jobs`."""
+    await events.process(sessionmaker, event_id=event_id, settings=settings, now=utcnow())
+
+
+@router.post("/stripe/webhook", responses=problems.responses(400, 503))
+async def stripe_webhook(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    stripe_signature: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """Verified, stored once and answered at once; handled after the answer (rule 3)."""
+    secret = settings.stripe_webhook_secret
+    event = verify_event(
+        await request.body(), stripe_signature, secret.get_secret_value() if secret else None
+    )
+    stored = await events.store(session, provider="stripe", event=event, now=utcnow())
+    if stored.event_id is not None:
+        background.add_task(_process, request.app.state.sessionmaker, stored.event_id, settings)
+    return {"received": True, "duplicate": stored.duplicate}
+
+
+def _local_only(provider: PaymentProvider) -> None:
+    if provider.name != local.NAME:
+        raise NotFound("The local checkout is switched off.")
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Local checkout</title></head><body><h1>Local checkout (demo, no money moves)</h1>
+<p>Payment {reference}: {amount} {currency}</p>
+<form method="post" action="{base}/pay"><button>Pay</button></form>
+<form method="post" action="{base}/decline"><button>Decline</button></form>
+</body></html>"""
+
+
+@router.get(
+    "/local/checkouts/{checkout_id}",
+    response_class=HTMLResponse,
+    responses=problems.responses(404),
+)
+async def local_checkout_page(
+    checkout_id: str, session: SessionDep, provider: ProviderDep
+) -> HTMLResponse:
+    _local_only(provider)
+    payment = await local.checkout_payment(session, checkout_id=checkout_id)
+    return HTMLResponse(
+        _PAGE.format(
+            reference=html.escape(payment.reference),
+            amount=f"{payment.amount_minor / 100:.2f}",
+            currency=html.escape(payment.currency),
+            base=f"/v1/payments/local/checkouts/{html.escape(checkout_id)}",
+        )
+    )
+
+
+@router.post(
+    "/local/checkouts/{checkout_id}/{outcome}",
+    status_code=status.HTTP_303_SEE_OTHER,
+    responses=problems.responses(404),
+)
+async def local_checkout_finish(
+    checkout_id: str,
+    outcome: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    provider: ProviderDep,
+    background: BackgroundTasks,
+) -> RedirectResponse:
+    """Sends the event Stripe would send, then returns the browser as Stripe would."""
+    _local_only(provider)
+    if outcome not in ("pay", "decline"):
+        raise NotFound("No such checkout action.")
+    stored = await local.finish_checkout(
+        session, checkout_id=checkout_id, paid=outcome == "pay", now=utcnow()
+    )
+    if stored.event_id is not None:
+        background.add_task(_process, request.app.state.sessionmaker, stored.event_id, settings)
+    payment = await local.checkout_payment(session, checkout_id=checkout_id)
+    return RedirectResponse(
+        f"/v1/purchases/{payment.id}/return", status_code=status.HTTP_303_SEE_OTHER
+    )
+
+
+@router.post(
+    "/{payment_id}/refunds",
+    response_model=PaymentRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=problems.responses(401, 403, 404, 409, 502),
+)
+async def refund_payment(
+    payment_id: uuid.UUID,
+    body: RefundCreate,
+    session: SessionDep,
+    provider: ProviderDep,
+    principal: OperatorAdmin,
+) -> PaymentRead:
+    """Full or partial; a full refund ends the term and blocks its cards (audited)."""
+    refund = await memberships.refund(
+        session,
+        provider=provider,
+        payment_id=payment_id,
+        amount_minor=body.amount_minor,
+        reason=body.reason,
+        actor=principal.actor,
+        now=utcnow(),
+    )
+    return PaymentRead.of(refund)
