@@ -21,7 +21,7 @@ from scanner_client import __version__
 from scanner_client.client import DOOR_TIMEOUT, Client
 from scanner_client.config import CONFIG_DIR_ENV, DATA_DIR_ENV, Config, Paths, load, save
 from scanner_client.display import Screen
-from scanner_client.door import Door, OnlineGate, Uploader, sync, upload_queue
+from scanner_client.door import Door, OnlineGate, Uploader, sync, upload_queue, utc_now
 from scanner_client.errors import ScannerError
 from scanner_client.queue import ScanStore
 from scanner_client.sources import camera_codes, image_codes, lines
@@ -204,7 +204,8 @@ def run(
             uploader.stop()
             if gate.open():
                 with contextlib.suppress(ScannerError):
-                    upload_queue(client, store)
+                    # The door has stopped: every undecided scan is an orphan now.
+                    upload_queue(client, store, orphaned_before=utc_now())
             screen.message(f"Stopped; {store.queue_length()} scan(s) queued.")
             client.close()
             store.close()

@@ -155,7 +155,9 @@ class UploadReport:
     remaining: int = 0
 
 
-def upload_queue(client: Client, store: ScanStore, *, now: datetime | None = None) -> UploadReport:
+def upload_queue(
+    client: Client, store: ScanStore, *, orphaned_before: datetime | None = None
+) -> UploadReport:
     """Send every queued scan in batches; each acknowledged batch leaves the queue at once.
 
     Raises `ServerUnavailable` when the server cannot be reached; what was acknowledged
@@ -163,7 +165,7 @@ def upload_queue(client: Client, store: ScanStore, *, now: datetime | None = Non
     """
     recorded = duplicates = rejected = 0
     while True:
-        batch = store.queued(limit=BATCH_LIMIT, now=now or utc_now())
+        batch = store.queued(limit=BATCH_LIMIT, now=utc_now(), orphaned_before=orphaned_before)
         if not batch:
             break
         answer = client.upload([scan.upload_item() for scan in batch])
@@ -212,6 +214,8 @@ class Uploader(threading.Thread):
         self._wake = threading.Event()
         self.problem: str | None = None
         self.last_upload: UploadReport | None = None
+        # Undecided scans older than this were left by a process that died, not by our door.
+        self.started_at = utc_now()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop_event.set()
@@ -242,7 +246,7 @@ class Uploader(threading.Thread):
         store.forget_before(utc_now() - KEEP_ACKNOWLEDGED)
         if not store.queue_length():
             return False
-        self.last_upload = upload_queue(client, store)
+        self.last_upload = upload_queue(client, store, orphaned_before=self.started_at)
         return True
 
     def _attempt(self, work: Callable[[], object]) -> None:

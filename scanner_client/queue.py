@@ -25,7 +25,8 @@ from scanner_client.codes import Revocation
 
 SCHEMA_VERSION = 1
 # A scan still without a decision after this long belongs to a client that died mid-scan; it is
-# uploaded without a decision, and the server decides it as of its scan time.
+# uploaded without a decision, and the server decides it as of its scan time. A restarted `run`
+# does not wait this long: whatever is undecided from before it started is orphaned.
 ORPHAN_AFTER = timedelta(seconds=30)
 
 _SCHEMA = """
@@ -188,16 +189,23 @@ class ScanStore:
                 ),
             )
 
-    def queued(self, *, limit: int, now: datetime) -> list[QueuedScan]:
+    def queued(
+        self, *, limit: int, now: datetime, orphaned_before: datetime | None = None
+    ) -> list[QueuedScan]:
         """Scans the server has not acknowledged, oldest first.
 
-        A scan without a decision is skipped while the door thread may still be deciding it.
+        A scan without a decision is skipped while a door thread may still be deciding it: until
+        `ORPHAN_AFTER` has passed, or, for a process that knows when it started, if it was made
+        before then (by a process that died).
         """
+        cutoff = now - ORPHAN_AFTER
+        if orphaned_before is not None:
+            cutoff = max(cutoff, orphaned_before)
         rows = self._db.execute(
             "SELECT client_scan_id, code, scanned_at, result, reason, offline FROM scans "
             "WHERE state = 'queued' AND (result IS NOT NULL OR scanned_at < ?) "
             "ORDER BY scanned_at, client_scan_id LIMIT ?",
-            (_iso(now - ORPHAN_AFTER), limit),
+            (_iso(cutoff), limit),
         ).fetchall()
         return [
             QueuedScan(

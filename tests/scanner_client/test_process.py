@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, Queue
@@ -26,7 +27,7 @@ from typer.testing import CliRunner
 
 from membership.db import create_sessionmaker
 from scanner_client.cli import app
-from scanner_client.config import Config, Paths, save
+from scanner_client.config import Config, Paths, load, save
 from scanner_client.queue import ScanStore
 from tests.scanner_client.conftest import ApiServer, make_venue
 
@@ -119,7 +120,10 @@ async def test_sigkill_with_a_queue_loses_nothing(
     )
     assert paired.exit_code == 0, paired.output
 
-    api_server.stop()
+    # The outage, for this client only: its server address leads nowhere until restored.
+    paths = Paths.resolve(home)
+    config = load(paths)
+    save(replace(config, server="http://127.0.0.1:9"), paths)
     scanner = Scanner(home, "--offline-backoff", "600")
     scanner.send("".join(f"{text}\n" for text in venue.codes).encode())
     shown = scanner.take(12)
@@ -128,7 +132,7 @@ async def test_sigkill_with_a_queue_loses_nothing(
         shown.append(scanner.decisions.get())
     assert all(d["offline"] and d["result"] == "admitted" for d in shown)
 
-    store = ScanStore(Paths.resolve(home).queue_file)
+    store = ScanStore(paths.queue_file)
     try:
         queued = {
             scan.client_scan_id
@@ -138,7 +142,7 @@ async def test_sigkill_with_a_queue_loses_nothing(
         store.close()
     assert {d["client_scan_id"] for d in shown} <= queued
 
-    api_server.start()
+    save(config, paths)
     restarted = Scanner(home, "--upload-every", "0.3")
 
     async def on_server() -> set[str]:

@@ -60,6 +60,14 @@ class TestQueue:
         assert orphan.result is None
         assert "offline_result" not in orphan.upload_item().body()
 
+    def test_a_restarted_client_does_not_wait_for_scans_of_the_dead_one(
+        self, store: ScanStore
+    ) -> None:
+        store.add(client_scan_id="before", code="CODE", scanned_at=NOW - timedelta(seconds=2))
+        store.add(client_scan_id="mine", code="CODE", scanned_at=NOW + timedelta(seconds=1))
+        queued = store.queued(limit=10, now=NOW + timedelta(seconds=2), orphaned_before=NOW)
+        assert [scan.client_scan_id for scan in queued] == ["before"]
+
     def test_acknowledged_and_rejected_scans_leave_the_queue(self, store: ScanStore) -> None:
         for scan_id in "abc":
             store.add(client_scan_id=scan_id, code="CODE", scanned_at=NOW)
