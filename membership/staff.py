@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
@@ -33,9 +34,13 @@ MIN_PASSWORD_LENGTH = 12
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so a login takes as long whether or not the
-# account exists and timing does not reveal which addresses have one.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the e-mail is unknown, so a login takes as long whether or not the
+    account exists and timing does not reveal which addresses have one."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class DuplicateEmail(Conflict):
@@ -195,7 +200,7 @@ async def login(
     now = now or utcnow()
     user = await session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
     if user is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         raise InvalidCredentials()
     if not _verify(user.password_hash, password) or not user.active:
         raise InvalidCredentials()
