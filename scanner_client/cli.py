@@ -29,6 +29,10 @@ from scanner_client.sources import camera_codes, image_codes, lines
 app = typer.Typer(help="Door scanner client for the membership card service.", no_args_is_help=True)
 
 
+CLOCK_SKEW_WARNING = 120.0
+"""Seconds of drift worth a warning: offline decisions and scan times use the device clock."""
+
+
 class Output(StrEnum):
     SCREEN = "screen"
     JSON = "json"
@@ -189,6 +193,9 @@ def run(
         )
         door = Door(store=store, client=client, gate=gate)
         screen.message(f"Ready at {config.device_name!r}: {_describe(store)}")
+        skew = store.state().clock_skew_seconds
+        if skew is not None and abs(skew) > CLOCK_SKEW_WARNING:
+            screen.message(f"Warning: this clock is {skew:+.0f} s off the server's: set the time.")
         uploader.start()
         try:
             for text in _codes(image, camera, screen):

@@ -27,21 +27,26 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import migrations
-from membership import codes, devices
+from membership import card_numbers, codes, devices
 from membership.audit import Actor
 from membership.clock import utcnow
 from membership.db import create_engine, create_sessionmaker
 from membership.keys import KeyStore
-from membership.models import Card, Checkin, Institution, Venue
-from tests.conftest import IN_CI, POSTGRES_URL
-from tests.factories import (
-    create_card,
-    create_institution,
-    create_member,
-    create_membership,
-    create_product,
-    create_venue,
+from membership.models import (
+    Card,
+    CardStatus,
+    Checkin,
+    Institution,
+    Member,
+    Membership,
+    MembershipStatus,
+    MembershipTerm,
+    Product,
+    TermKind,
+    Venue,
 )
+from tests.conftest import IN_CI, POSTGRES_URL
+from tests.factories import create_institution, create_product, create_venue
 
 SERVER_START_TIMEOUT = 90.0  # two cores shared with other test runs: generous, never asserted on
 
@@ -205,6 +210,55 @@ class Venue4Scans:
         )
 
 
+async def _holders(session: AsyncSession, *, product: Product, count: int) -> list[Card]:
+    """Members with an active membership and a card each, one flush per table: the factories
+    flush per row, which costs seconds for 150 holders on a busy PostgreSQL."""
+    today = date.today()
+    members = [
+        Member(
+            first_name="Anna",
+            last_name=f"de Vries {n}",
+            email=f"scan-{uuid.uuid4().hex[:12]}@example.org",
+            birth_date=date(1985, 5, 17),
+            postal_code="1017 AB",
+            language="nl",
+        )
+        for n in range(count)
+    ]
+    session.add_all(members)
+    await session.flush()
+    memberships = [
+        Membership(product_id=product.id, status=MembershipStatus.ACTIVE, holders=[member])
+        for member in members
+    ]
+    session.add_all(memberships)
+    await session.flush()
+    session.add_all(
+        MembershipTerm(
+            membership_id=membership.id,
+            starts_on=today - timedelta(days=30),
+            ends_on=today + timedelta(days=335),
+            kind=TermKind.PURCHASE,
+        )
+        for membership in memberships
+    )
+    cards = [
+        Card(
+            id=uuid.uuid4(),
+            number=card_numbers.generate(),
+            version=1,
+            status=CardStatus.ACTIVE,
+            member_id=member.id,
+            membership_id=membership.id,
+            issued_at=utcnow(),
+        )
+        for member, membership in zip(members, memberships, strict=True)
+    ]
+    session.add_all(cards)
+    await session.flush()
+    return cards
+
+
 async def make_venue(
     engine: AsyncEngine, *, key_dir: Path, holders: int, programme: str = "MK"
 ) -> Venue4Scans:
@@ -214,11 +268,7 @@ async def make_venue(
         institution = await create_institution(session, anti_passback_minutes=15)
         venue = await create_venue(session, institution=institution)
         product = await create_product(session, code=f"ANNUAL{uuid.uuid4().hex[:6].upper()}")
-        cards = []
-        for _ in range(holders):
-            member = await create_member(session)
-            membership = await create_membership(session, product=product, holders=[member])
-            cards.append(await create_card(session, member=member, membership=membership))
+        cards = await _holders(session, product=product, count=holders)
         pairing = await devices.register_device(
             session,
             institution_id=institution.id,
