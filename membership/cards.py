@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -25,7 +25,6 @@ from membership.models import (
     Card,
     CardRevocation,
     CardStatus,
-    Checkin,
     Membership,
     MembershipStatus,
     TermStatus,
@@ -273,14 +272,6 @@ async def issue_temporary(
         changes={"number": card.number, "expires_at": now.isoformat()},
     )
     return await get_card(session, card_id=card.id)
-
-
-async def counted_visits(session: AsyncSession, *, card_id: uuid.UUID) -> int:
-    """Counted visits made with this card: what the 5-visit limit of a temporary card counts."""
-    count = await session.scalar(
-        select(func.count()).select_from(Checkin).where(Checkin.card_id == card_id, Checkin.counted)
-    )
-    return int(count or 0)
 
 
 async def complete_registration(
