@@ -20,6 +20,7 @@ from membership.keys import (
     KeyStoreReadOnly,
     NoSigningKey,
 )
+from membership.settings import Settings
 
 CODE = CardCode(
     programme="MK",
@@ -160,3 +161,13 @@ class TestEnvironmentKeys:
         with pytest.raises(KeyStoreReadOnly):
             store.generate()
         assert not any(tmp_path.iterdir())
+
+    def test_settings_take_keys_from_membership_signing_keys(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        key = Ed25519PrivateKey.generate()
+        monkeypatch.setenv("MEMBERSHIP_SIGNING_KEYS", self._pem(key))
+        monkeypatch.setenv("MEMBERSHIP_KEY_DIR", str(tmp_path / "unused"))
+        store = KeyStore.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+        assert store.read_only
+        assert store.signing_key()[0] == codes.key_id_for(key.public_key())
