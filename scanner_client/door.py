@@ -124,23 +124,28 @@ class Door:
         number = answer.holder.card_number.replace(" ", "") if answer.holder else None
         return answer.model_copy(update={"card_number": number, "offline": False})
 
-    def _offline(self, text: str, scan_id: str, scanned_at: datetime) -> Decision:
+    def _current_rules(self) -> offline.Rules | None:
+        """The rules of the latest sync, which the uploader thread may have just written."""
         generation = self.store.generation()
         if generation != self._generation:
             self._rules = offline.Rules.from_state(self.store.state())
             self._generation = generation
+        return self._rules
+
+    def _offline(self, text: str, scan_id: str, scanned_at: datetime) -> Decision:
         return offline.decide(
             text,
             client_scan_id=scan_id,
             scanned_at=scanned_at,
-            rules=self._rules,
+            rules=self._current_rules(),
             revocations=self.store.revocations,
             admissions=lambda number, since: self.store.admissions(number, since=since),
         )
 
     def counts_today(self) -> dict[str, int]:
         """This device's decisions since local midnight, for the doorman's counter."""
-        timezone = self._rules.timezone if self._rules else UTC
+        rules = self._current_rules()
+        timezone = rules.timezone if rules else UTC
         midnight = (
             self.clock().astimezone(timezone).replace(hour=0, minute=0, second=0, microsecond=0)
         )
