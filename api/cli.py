@@ -12,7 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 
 import migrations
 from membership import demo as demo_data
-from membership import staff
+from membership import jobs, staff
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.db import create_engine, create_sessionmaker
@@ -213,5 +213,39 @@ async def _create_admin(settings: Settings, *, email: str, name: str, password: 
                 actor=Actor(label="cli"),
             )
             await session.commit()
+    finally:
+        await engine.dispose()
+
+
+jobs_app = typer.Typer(help="Background work: events, e-mail, renewals.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    interval: Annotated[float, typer.Option(min=1.0, help="Seconds between passes.")] = 15.0,
+) -> None:
+    """Drain provider events and the outbox, move memberships on, send reminders.
+
+    Safe to run on several machines at once: no two runners do the same work.
+    """
+    settings = Settings()
+    report = asyncio.run(_run_jobs(settings, once=once, interval=interval))
+    if report is not None:
+        typer.echo(
+            f"events {report.events}, mails sent {report.mails_sent}, in grace "
+            f"{report.in_grace}, expired {report.expired}, reminders {report.reminders}"
+        )
+
+
+async def _run_jobs(settings: Settings, *, once: bool, interval: float) -> jobs.PassReport | None:
+    engine = create_engine(settings.database_url)
+    try:
+        sessionmaker = create_sessionmaker(engine)
+        if once:
+            return await jobs.run_once(sessionmaker, settings=settings, now=utcnow())
+        await jobs.run_forever(sessionmaker, settings=settings, interval=interval)
+        return None
     finally:
         await engine.dispose()

@@ -7,14 +7,23 @@ before it sends it, so two runners never send the same mail.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from membership import cards, codes, images
+from membership.errors import DomainError
+from membership.keys import KeyStore
+from membership.mail import Attachment, Message, render, send
 from membership.models import Member, OutboxEmail
+from membership.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 _BACKOFF_BASE = timedelta(seconds=30)
@@ -108,3 +117,66 @@ async def claim_due(session: AsyncSession, *, now: datetime, limit: int) -> list
         .execution_options(populate_existing=True)
     )
     return list(rows)
+
+
+async def _attachments(
+    session: AsyncSession, *, mail: OutboxEmail, settings: Settings
+) -> list[Attachment]:
+    """The card's QR code, signed at send time so it carries the current key and validity."""
+    card_id = mail.context.get("card_id")
+    if not card_id:
+        return []
+    try:
+        card = await cards.get_card(session, card_id=uuid.UUID(card_id))
+        code = cards.code_for(card, programme=settings.programme_code)
+    except DomainError:
+        return []  # blocked or replaced since: the mail goes without a code that would fail
+    _key_id, private_key = KeyStore.from_settings(settings).signing_key()
+    text = codes.encode(code, private_key=private_key)
+    return [Attachment(filename=f"card-{card.number}.png", content=images.qr_png(text))]
+
+
+async def send_due(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    now: datetime,
+    limit: int = 50,
+) -> int:
+    """Send the due mails this runner claims; returns how many were accepted by the server.
+
+    A failure leaves the mail for a later attempt with a growing delay; `sent_at` is set only
+    on a mail still unsent, so a slow duplicate claim can never mark or send it twice.
+    """
+    async with sessionmaker() as session:
+        claimed = await claim_due(session, now=now, limit=limit)
+        await session.commit()
+    sent = 0
+    for mail in claimed:
+        try:
+            async with sessionmaker() as session:
+                attachments = await _attachments(session, mail=mail, settings=settings)
+            subject, body = render(mail.template, language=mail.language, context=mail.context)
+            await send(
+                settings,
+                Message(to=mail.to_address, subject=subject, body=body, attachments=attachments),
+            )
+        except Exception as exc:  # SMTP down, refused, or a template bug: retried later
+            attempts = mail.attempts + 1
+            values: dict[str, Any] = {
+                "attempts": attempts,
+                "next_attempt_at": now + backoff(attempts),
+                "last_error": f"{exc.__class__.__name__}: {exc}"[:1000],
+            }
+            log.warning("outbox.send.retry", extra={"mail_id": mail.id, "attempts": attempts})
+        else:
+            values = {"attempts": mail.attempts + 1, "sent_at": now, "last_error": None}
+            sent += 1
+        async with sessionmaker() as session:
+            await session.execute(
+                update(OutboxEmail)
+                .where(OutboxEmail.id == mail.id, OutboxEmail.sent_at.is_(None))
+                .values(**values)
+            )
+            await session.commit()
+    return sent

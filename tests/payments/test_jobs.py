@@ -1,0 +1,142 @@
+"""The job runner: standing moves active → in_grace → expired, reminders, several runners."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from typer.testing import CliRunner
+
+from api.cli import app as cli
+from membership import jobs
+from membership.clock import local_date, utcnow
+from membership.db import create_sessionmaker
+from membership.models import (
+    Card,
+    CardRevocation,
+    CardStatus,
+    Membership,
+    MembershipStatus,
+    MembershipTerm,
+    OutboxEmail,
+)
+from membership.settings import Settings
+from tests.payments.conftest import paid_membership
+
+
+async def _count(session: AsyncSession, model: Any, *where: Any) -> int:
+    found = await session.scalar(select(func.count()).select_from(model).where(*where))
+    await session.commit()
+    return int(found or 0)
+
+
+async def _status(session: AsyncSession, membership: Membership) -> MembershipStatus:
+    status = await session.scalar(select(Membership.status).where(Membership.id == membership.id))
+    await session.commit()
+    assert status is not None
+    return status
+
+
+async def _ends_in(
+    session: AsyncSession, membership: Membership, days: int, settings: Settings
+) -> None:
+    """Move the membership's term so that its end is `days` from today."""
+    term = await session.scalar(
+        select(MembershipTerm).where(MembershipTerm.membership_id == membership.id)
+    )
+    assert term is not None
+    today = local_date(utcnow(), settings.programme_timezone)
+    term.starts_on = today + timedelta(days=days) - timedelta(days=365)
+    term.ends_on = today + timedelta(days=days)
+    await session.commit()
+
+
+class TestStanding:
+    async def test_moves_memberships_by_their_paid_until_date(
+        self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings
+    ) -> None:
+        now = utcnow()
+        active, _ = await paid_membership(session, mail_settings, now=now)
+        grace, _ = await paid_membership(session, mail_settings, now=now, grace_days=14)
+        gone, _ = await paid_membership(session, mail_settings, now=now, grace_days=14)
+        await _ends_in(session, grace, -3, mail_settings)
+        await _ends_in(session, gone, -20, mail_settings)
+        sessionmaker = create_sessionmaker(engine)
+        report = await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
+        assert (report.in_grace, report.expired) == (1, 1)
+        assert await _status(session, active) == MembershipStatus.ACTIVE
+        assert await _status(session, grace) == MembershipStatus.IN_GRACE
+        assert await _status(session, gone) == MembershipStatus.EXPIRED
+        assert await _count(session, Card, Card.status == CardStatus.EXPIRED) == 1
+        assert await _count(session, CardRevocation, CardRevocation.reason == "expired") == 1
+        assert await _count(session, OutboxEmail, OutboxEmail.template == "expired") == 1
+        again = await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
+        assert (again.in_grace, again.expired) == (0, 0)
+        assert await _count(session, OutboxEmail, OutboxEmail.template == "expired") == 1
+
+    async def test_a_renewal_paid_in_grace_makes_it_active_again(
+        self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings
+    ) -> None:
+        now = utcnow()
+        membership, _ = await paid_membership(session, mail_settings, now=now)
+        await _ends_in(session, membership, -3, mail_settings)
+        sessionmaker = create_sessionmaker(engine)
+        await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
+        assert await _status(session, membership) == MembershipStatus.IN_GRACE
+        await _ends_in(session, membership, 300, mail_settings)
+        await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
+        assert await _status(session, membership) == MembershipStatus.ACTIVE
+
+    async def test_several_runners_at_once_expire_and_mail_once(
+        self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings, backend: str
+    ) -> None:
+        if backend != "postgresql":
+            pytest.skip("SQLite has one writer at a time: this race needs row locks")
+        now = utcnow()
+        gone, _ = await paid_membership(session, mail_settings, now=now, holders=2)
+        await _ends_in(session, gone, -30, mail_settings)
+        sessionmaker = create_sessionmaker(engine)
+        reports = await asyncio.gather(
+            *(jobs.update_standing(sessionmaker, settings=mail_settings, now=now) for _ in range(4))
+        )
+        assert sum(expired for _grace, expired in reports) == 1
+        assert await _count(session, OutboxEmail, OutboxEmail.template == "expired") == 2
+        assert await _count(session, CardRevocation, CardRevocation.reason == "expired") == 2
+
+
+class TestReminders:
+    async def test_members_renewing_by_hand_are_reminded_once_per_threshold(
+        self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings
+    ) -> None:
+        now = utcnow()
+        manual, _ = await paid_membership(session, mail_settings, now=now)
+        automatic, _ = await paid_membership(session, mail_settings, now=now, auto_renew=True)
+        await _ends_in(session, manual, 20, mail_settings)
+        await _ends_in(session, automatic, 20, mail_settings)
+        sessionmaker = create_sessionmaker(engine)
+        assert await jobs.send_reminders(sessionmaker, settings=mail_settings, now=now) == 1
+        assert await jobs.send_reminders(sessionmaker, settings=mail_settings, now=now) == 0
+        await _ends_in(session, manual, 5, mail_settings)
+        assert await jobs.send_reminders(sessionmaker, settings=mail_settings, now=now) == 1
+        reminders = list(
+            await session.scalars(
+                select(OutboxEmail.context).where(OutboxEmail.template == "reminder")
+            )
+        )
+        await session.commit()
+        assert sorted(context["days"] for context in reminders) == [7, 30]
+
+
+def test_cli_runs_one_pass(database_url: str, tmp_path: Any) -> None:
+    env = {
+        "MEMBERSHIP_DATABASE_URL": database_url,
+        "MEMBERSHIP_KEY_DIR": str(tmp_path / "keys"),
+        "MEMBERSHIP_SMTP_PORT": "9",
+    }
+    result = CliRunner().invoke(cli, ["jobs", "run", "--once"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "events 0, mails sent 0" in result.output
