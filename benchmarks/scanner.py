@@ -99,7 +99,7 @@ def start_server(home: Path, database_url: str) -> tuple[subprocess.Popen[bytes]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MEMBERSHIP_")},
         "MEMBERSHIP_DATABASE_URL": database_url,
         "MEMBERSHIP_KEY_DIR": str(home / "keys"),
         "MEMBERSHIP_PHOTO_DIR": str(home / "photos"),

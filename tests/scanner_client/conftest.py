@@ -85,8 +85,10 @@ class ApiServer:
     def start(self) -> None:
         if self._process is not None:
             return
+        # Only this server's settings: a developer's MEMBERSHIP_* variables (signing keys, a
+        # programme code) would make it disagree with the codes the tests sign.
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("MEMBERSHIP_")},
             "MEMBERSHIP_DATABASE_URL": self.database_url,
             "MEMBERSHIP_KEY_DIR": str(self.key_dir),
             "MEMBERSHIP_PHOTO_DIR": str(self.home / "photos"),
