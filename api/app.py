@@ -20,6 +20,7 @@ from api.routers import (
 )
 from api.routers.cards import router as cards_router
 from api.routers.keys import router as keys_router
+from api.routers.members import router as members_router
 from api.routers.payments import router as payments_router
 from api.routers.purchases import router as purchases_router
 from api.routers.reports import router as reports_router
@@ -65,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports_router)
     app.include_router(purchases_router)
     app.include_router(payments_router)
+    app.include_router(members_router)
     return app

@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from membership.settings import Settings
 
 LANGUAGES = ("en", "nl")
-TEMPLATES = ("welcome", "renewed", "payment_failed", "expired", "reminder")
+TEMPLATES = ("welcome", "renewed", "payment_failed", "expired", "reminder", "magic_link")
 
 
 @dataclass(frozen=True)

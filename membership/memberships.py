@@ -26,6 +26,7 @@ from membership.errors import Conflict, InvalidValue, NotFound
 from membership.models import (
     LIVE_CARD_STATUSES,
     Card,
+    Member,
     Membership,
     MembershipStatus,
     MembershipTerm,
@@ -569,3 +570,129 @@ async def refund(
     )
     assert refund_row is not None  # the lock is held: nobody booked this total meanwhile
     return refund_row
+
+
+class MembershipNotRenewable(Conflict):
+    code = "membership-not-renewable"
+    title = "This membership cannot be renewed in its current state"
+
+
+_RENEWABLE = (MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE, MembershipStatus.EXPIRED)
+
+
+def _holds(email: str) -> Any:
+    return Membership.holders.any(Member.email == email)
+
+
+async def memberships_of(session: AsyncSession, *, email: str) -> list[Membership]:
+    """Every membership a holder with this e-mail address has, newest first."""
+    rows = await session.scalars(
+        select(Membership)
+        .where(_holds(email))
+        .options(
+            selectinload(Membership.product),
+            selectinload(Membership.holders),
+            selectinload(Membership.terms),
+        )
+        .order_by(Membership.created_at.desc(), Membership.id)
+    )
+    return list(rows)
+
+
+async def own_membership(
+    session: AsyncSession, *, email: str, membership_id: uuid.UUID
+) -> Membership:
+    """A membership the signed-in person holds; anyone else's is "not found", not "forbidden"."""
+    membership = await load_membership(session, membership_id=membership_id)
+    if all(holder.email != email for holder in membership.holders):
+        raise NotFound("No such membership.", membership_id=str(membership_id))
+    return membership
+
+
+async def payments_of(session: AsyncSession, *, email: str) -> list[Payment]:
+    owned = select(Membership.id).where(_holds(email))
+    rows = await session.scalars(
+        select(Payment)
+        .where(Payment.membership_id.in_(owned))
+        .order_by(Payment.created_at.desc(), Payment.id)
+    )
+    return list(rows)
+
+
+async def receipts_of(session: AsyncSession, *, email: str) -> list[Receipt]:
+    owned = select(Membership.id).where(_holds(email))
+    rows = await session.scalars(
+        select(Receipt)
+        .where(Receipt.membership_id.in_(owned))
+        .order_by(Receipt.issued_on.desc(), Receipt.id)
+    )
+    return list(rows)
+
+
+async def start_renewal(
+    session: AsyncSession,
+    *,
+    provider: PaymentProvider,
+    settings: Settings,
+    membership: Membership,
+    auto_renew: bool,
+) -> PurchaseResult:
+    """A renewal payment and its checkout; the term is decided when the money arrives, from
+    the old end date if that is still within grace (`apply_payment`)."""
+    if membership.status not in _RENEWABLE:
+        raise MembershipNotRenewable(membership_status=membership.status.value)
+    product = membership.product
+    if auto_renew and not product.auto_renew_allowed:
+        raise AutoRenewNotAllowed()
+    payment = Payment(
+        id=uuid.uuid4(),
+        reference=new_reference(settings.programme_code),
+        membership_id=membership.id,
+        kind=PaymentKind.RENEWAL,
+        status=PaymentStatus.PENDING,
+        provider=provider.name,
+        amount_minor=product.price_minor,
+        currency=product.currency,
+        vat_rate_bp=product.vat_rate_bp,
+    )
+    session.add(payment)
+    await session.flush()
+    request = CheckoutRequest(
+        payment_id=str(payment.id),
+        reference=payment.reference,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        description=product.name,
+        customer_email=membership.holders[0].email if membership.holders else None,
+        success_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
+        cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
+        renew_every_months=product.validity_months if auto_renew else None,
+    )
+    if auto_renew:
+        membership.auto_renew = True
+        checkout = await provider.start_subscription(request)
+    else:
+        checkout = await provider.create_checkout(request)
+    payment.provider_checkout_id = checkout.checkout_id
+    await session.flush()
+    return PurchaseResult(membership=membership, payment=payment, checkout_url=checkout.url)
+
+
+async def stop_auto_renew(
+    session: AsyncSession, *, provider: PaymentProvider, membership: Membership
+) -> Membership:
+    """Cancel the subscription at the provider; the paid term runs to its end."""
+    if membership.provider_subscription_id and membership.auto_renew:
+        await provider.cancel_subscription(membership.provider_subscription_id)
+    if membership.auto_renew:
+        membership.auto_renew = False
+        await audit.record(
+            session,
+            actor=Actor(label="member"),
+            action="membership.auto_renew_off",
+            entity_type="membership",
+            entity_id=membership.id,
+            changes={"auto_renew": [True, False]},
+        )
+    await session.flush()
+    return membership

@@ -13,6 +13,7 @@ from membership.models.institutions import (
     InstitutionTariff,
     Venue,
 )
+from membership.models.member_sessions import MemberSession, MemberSignInLink
 from membership.models.members import Member, new_visitor_key
 from membership.models.memberships import (
     Membership,
@@ -44,6 +45,8 @@ __all__ = [
     "Institution",
     "InstitutionTariff",
     "Member",
+    "MemberSession",
+    "MemberSignInLink",
     "Membership",
     "MembershipStatus",
     "MembershipTerm",

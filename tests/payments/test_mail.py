@@ -23,6 +23,7 @@ CONTEXT: dict[str, Any] = {
     "paid_on": "2026-11-25",
     "grace_days": 14,
     "days": 30,
+    "link": "http://testserver/members/sign-in?token=abc",
 }
 
 
