@@ -94,6 +94,9 @@ class LocalProvider:
     async def cancel_subscription(self, subscription_id: str) -> None:
         """Nothing to cancel elsewhere: a local subscription exists only as our membership."""
 
+    async def aclose(self) -> None:
+        """No connections of its own: it uses the app's sessions."""
+
 
 async def checkout_payment(session: AsyncSession, *, checkout_id: str) -> Payment:
     """The payment a local checkout page is for: what the page shows (amount, reference)."""

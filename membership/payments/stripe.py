@@ -68,20 +68,27 @@ def _id(value: Any) -> str | None:
 class StripeProvider:
     name = "stripe"
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(self, client: stripe.StripeClient, http_client: stripe.HTTPXClient) -> None:
         self._client = client
+        self._http_client = http_client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeProvider:
         if settings.stripe_api_key is None:
             raise ProviderError("MEMBERSHIP_STRIPE_API_KEY is not set")
         base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        # Our own HTTP client, so that `aclose` can close its connection pool at shutdown.
+        http_client = stripe.HTTPXClient()
         client = stripe.StripeClient(
             settings.stripe_api_key.get_secret_value(),
             base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=2,
+            http_client=http_client,
         )
-        return cls(client)
+        return cls(client, http_client)
+
+    async def aclose(self) -> None:
+        await self._http_client.close_async()  # type: ignore[no-untyped-call]
 
     def _session_params(self, request: CheckoutRequest) -> dict[str, Any]:
         metadata = {"payment_id": request.payment_id, "reference": request.reference}

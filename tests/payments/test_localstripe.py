@@ -1,0 +1,168 @@
+"""StripeProvider against a real fake Stripe server: localstripe plus the project's shim.
+
+The events localstripe records are read back, signed by the test and posted into the app, so
+the run is deterministic (no 1 s delivery delay, no port for the app). What localstripe cannot
+show (real Checkout pages, idempotency keys, Stripe's dunning) is covered by the unit layer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membership.models import (
+    Card,
+    CardStatus,
+    MembershipTerm,
+    Payment,
+    PaymentKind,
+    StaffRole,
+    WebhookEvent,
+)
+from membership.settings import Settings
+from tests.factories import auth_headers, create_product, create_staff_user
+from tests.payments import stripe_events as se
+from tests.payments.conftest import free_port
+
+# stripe 16's async client hands httpx the form body as `data=bytes`, which httpx 0.28
+# deprecates; harmless at run time, but this suite turns every warning into an error.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning"
+)
+
+API_KEY = "sk_test_ci"
+SHIM = Path(__file__).parent / "stripe_fake" / "shim.py"
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    port = free_port()
+    # localstripe's import warns under aiohttp 3.14; a subprocess must not inherit -W error.
+    process = subprocess.Popen(
+        [sys.executable, "-W", "ignore", str(SHIM), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/v1/balance", auth=(API_KEY, ""), timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("localstripe did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+@pytest.fixture
+def stripe_api(localstripe_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=localstripe_url, auth=(API_KEY, "")) as api:
+        api.delete("/_config/data").raise_for_status()
+        yield api
+
+
+@pytest.fixture
+def settings(settings: Settings, localstripe_url: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "payment_provider": "stripe",
+            "stripe_api_key": SecretStr(API_KEY),
+            "stripe_api_base": localstripe_url,
+            "stripe_webhook_secret": SecretStr(se.SECRET),
+        }
+    )
+
+
+@pytest.fixture
+async def app(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """The provider's HTTP pool is closed by the app's lifespan, which ASGITransport skips."""
+    yield app
+    await app.state.payment_provider.aclose()
+
+
+async def _deliver_events(stripe_api: httpx.Client, client: httpx.AsyncClient) -> list[str]:
+    """Every recorded event, oldest first, signed and posted to the app's webhook."""
+    listed = stripe_api.get("/v1/events", params={"limit": 100}).json()["data"]
+    delivered = []
+    for event in reversed(listed):
+        body = json.dumps(event)
+        headers = {"Stripe-Signature": se.signed_header(body), "Content-Type": "application/json"}
+        response = await client.post("/v1/payments/stripe/webhook", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        delivered.append(event["type"])
+    return delivered
+
+
+async def _count(session: AsyncSession, model: Any, *where: Any) -> int:
+    found = await session.scalar(select(func.count()).select_from(model).where(*where))
+    await session.commit()
+    return int(found or 0)
+
+
+async def test_one_off_purchase_return_events_and_refund(
+    session: AsyncSession, client: httpx.AsyncClient, stripe_api: httpx.Client
+) -> None:
+    await create_product(session, code="ANNUAL", price_minor=7500)
+    operator = await create_staff_user(session, role=StaffRole.OPERATOR_ADMIN)
+    staff_headers = await auth_headers(session, staff_user=operator)
+    await session.commit()
+    body = {
+        "product_code": "ANNUAL",
+        "holders": [
+            {
+                "first_name": "Sanne",
+                "last_name": "Jansen",
+                "email": "sanne@example.org",
+                "birth_date": "1990-04-02",
+                "postal_code": "3511 AB",
+                "language": "en",
+            }
+        ],
+    }
+    bought = await client.post("/v1/purchases", json=body)
+    assert bought.status_code == 201, bought.text
+    payment_id = bought.json()["payment"]["id"]
+    checkout_id = bought.json()["checkout_url"].rsplit("/", 1)[1]
+    session_at_stripe = stripe_api.get(f"/v1/checkout/sessions/{checkout_id}").json()
+    assert session_at_stripe["amount_total"] == 7500
+    assert session_at_stripe["client_reference_id"] == payment_id
+
+    stripe_api.post(f"/_test/checkout/sessions/{checkout_id}/complete").raise_for_status()
+    back = await client.get(f"/v1/purchases/{payment_id}/return")
+    assert back.json()["membership_status"] == "active"
+
+    delivered = await _deliver_events(stripe_api, client)
+    assert "checkout.session.completed" in delivered
+    assert await _count(session, WebhookEvent, WebhookEvent.processed_at.is_(None)) == 0
+    assert await _count(session, MembershipTerm) == 1
+    assert await _count(session, Card, Card.status == CardStatus.ACTIVE) == 1
+
+    refund = await client.post(
+        f"/v1/payments/{payment_id}/refunds",
+        json={"amount_minor": 7500, "reason": "changed their mind"},
+        headers=staff_headers,
+    )
+    assert refund.status_code == 201, refund.text
+    refunds_at_stripe = stripe_api.get("/v1/refunds").json()["data"]
+    assert [r["amount"] for r in refunds_at_stripe] == [7500]
+    delivered = await _deliver_events(stripe_api, client)
+    assert "charge.refunded" in delivered
+    assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 1
+    assert await _count(session, Card, Card.status == CardStatus.BLOCKED) == 1
