@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,20 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membership.clock import utcnow
 from membership.models import (
     Card,
     CardStatus,
+    Membership,
+    MembershipStatus,
     MembershipTerm,
+    OutboxEmail,
     Payment,
     PaymentKind,
     StaffRole,
     WebhookEvent,
 )
+from membership.payments import events
 from membership.settings import Settings
 from tests.factories import auth_headers, create_product, create_staff_user
 from tests.payments import stripe_events as se
@@ -166,3 +172,80 @@ async def test_one_off_purchase_return_events_and_refund(
     assert "charge.refunded" in delivered
     assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 1
     assert await _count(session, Card, Card.status == CardStatus.BLOCKED) == 1
+
+
+async def _settle(app: FastAPI, settings: Settings) -> None:
+    """Events of one second come back in any order; those that waited are retried later."""
+    await events.process_due(
+        app.state.sessionmaker, settings=settings, now=utcnow() + timedelta(hours=2)
+    )
+
+
+async def test_subscription_renewal_failed_renewal_and_cancel(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+) -> None:
+    await create_product(session, code="ANNUAL", price_minor=7500)
+    await session.commit()
+    body = {
+        "product_code": "ANNUAL",
+        "auto_renew": True,
+        "holders": [
+            {
+                "first_name": "Piet",
+                "last_name": "Bakker",
+                "email": "piet@example.org",
+                "birth_date": "1970-01-31",
+                "postal_code": "1011 AA",
+                "language": "nl",
+            }
+        ],
+    }
+    bought = await client.post("/v1/purchases", json=body)
+    assert bought.status_code == 201, bought.text
+    checkout_id = bought.json()["checkout_url"].rsplit("/", 1)[1]
+    completed = stripe_api.post(f"/_test/checkout/sessions/{checkout_id}/complete").json()
+    await _deliver_events(stripe_api, client)
+    await _settle(app, settings)
+    membership = await session.scalar(select(Membership).where(Membership.auto_renew.is_(True)))
+    await session.commit()
+    assert membership is not None
+    assert membership.provider_subscription_id == completed["subscription"]
+    assert await _count(session, MembershipTerm) == 1
+
+    renewal = stripe_api.post(
+        "/v1/invoices",
+        data={"customer": completed["customer"], "subscription": completed["subscription"]},
+    ).json()
+    stripe_api.post(f"/_test/invoices/{renewal['id']}/pay").raise_for_status()
+    await _deliver_events(stripe_api, client)
+    await _settle(app, settings)
+    terms = list(await session.scalars(select(MembershipTerm).order_by(MembershipTerm.starts_on)))
+    await session.commit()
+    assert len(terms) == 2
+    assert terms[1].starts_on == terms[0].ends_on
+    assert await _count(session, Payment, Payment.kind == PaymentKind.RENEWAL) == 1
+
+    stripe_api.post(f"/_test/customers/{completed['customer']}/declining_card").raise_for_status()
+    failing = stripe_api.post(
+        "/v1/invoices",
+        data={"customer": completed["customer"], "subscription": completed["subscription"]},
+    ).json()
+    stripe_api.post(f"/_test/invoices/{failing['id']}/pay")
+    await _deliver_events(stripe_api, client)
+    status = await session.scalar(select(Membership.status).where(Membership.id == membership.id))
+    await session.commit()
+    assert status == MembershipStatus.IN_GRACE
+    assert await _count(session, OutboxEmail, OutboxEmail.template == "payment_failed") == 1
+    assert await _count(session, MembershipTerm) == 2
+
+    stripe_api.delete(f"/v1/subscriptions/{completed['subscription']}").raise_for_status()
+    await _deliver_events(stripe_api, client)
+    auto_renew = await session.scalar(
+        select(Membership.auto_renew).where(Membership.id == membership.id)
+    )
+    await session.commit()
+    assert auto_renew is False
