@@ -271,6 +271,23 @@ class TestOperatorRefund:
 
 
 class TestConcurrency:
+    async def test_retries_racing_with_one_key_buy_once(
+        self, session: AsyncSession, client: httpx.AsyncClient, annual: str, backend: str
+    ) -> None:
+        if backend != "postgresql":
+            pytest.skip("SQLite has one writer at a time: this race needs row locks")
+        headers = {"Idempotency-Key": "race-1"}
+        responses = await asyncio.gather(
+            *(
+                client.post("/v1/purchases", json=purchase(annual), headers=headers)
+                for _ in range(6)
+            )
+        )
+        assert [r.status_code for r in responses] == [201] * 6
+        assert len({r.json()["payment"]["id"] for r in responses}) == 1
+        assert await count(session, Payment) == 1
+        assert await count(session, Member) == 1
+
     async def test_webhook_and_browser_return_at_the_same_instant_apply_once(
         self,
         session: AsyncSession,
