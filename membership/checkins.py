@@ -14,14 +14,15 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from membership import audit, card_numbers, cards, codes
 from membership.audit import Actor
@@ -38,6 +39,7 @@ from membership.models import (
     Membership,
     Product,
     TermStatus,
+    product_institutions,
 )
 from membership.pagination import flush_unique
 
@@ -92,18 +94,40 @@ def _identify_code(
     return verification.code.card_number, verification.code.card_version, None
 
 
-async def _load_card(session: AsyncSession, number: str) -> Card | None:
+async def _load_card(
+    session: AsyncSession, *, number: str | None = None, card_id: uuid.UUID | None = None
+) -> Card | None:
+    """The card with all the door needs, in two round trips (card row joined, then terms)."""
+    condition = Card.number == number if number is not None else Card.id == card_id
     return await session.scalar(
         select(Card)
-        .where(Card.number == number)
+        .where(condition)
         .options(
-            selectinload(Card.member),
-            selectinload(Card.membership).selectinload(Membership.terms),
-            selectinload(Card.membership)
-            .selectinload(Membership.product)
-            .selectinload(Product.accepted_at),
+            joinedload(Card.member),
+            joinedload(Card.membership).joinedload(Membership.product),
+            joinedload(Card.membership).selectinload(Membership.terms),
         )
     )
+
+
+async def _accepted_here(
+    session: AsyncSession, product: Product, institution_id: uuid.UUID
+) -> bool:
+    if product.accepted_everywhere:
+        return True
+    listed = await session.scalar(
+        select(func.count()).where(
+            product_institutions.c.product_id == product.id,
+            product_institutions.c.institution_id == institution_id,
+        )
+    )
+    return bool(listed)
+
+
+@dataclass(frozen=True)
+class _Gathered:
+    facts: Facts
+    admitted_today: int
 
 
 async def _gather_facts(
@@ -113,27 +137,36 @@ async def _gather_facts(
     scanned_version: int | None,
     institution: Institution,
     scanned_at: datetime,
-) -> Facts:
+) -> _Gathered:
+    """The visitor's scans around this one at this institution, in one indexed query."""
     membership = card.membership
     product = membership.product if membership else None
-    day = local_date(scanned_at, institution.timezone)
+    zone = ZoneInfo(institution.timezone)
+    day = scanned_at.astimezone(zone).date()
     window = timedelta(minutes=institution.anti_passback_minutes)
-    visitor_key = card.member.visitor_key
-    here = and_(Checkin.visitor_key == visitor_key, Checkin.institution_id == institution.id)
-    last_admitted = await session.scalar(
-        select(Checkin.scanned_at)
-        .where(
-            here,
-            Checkin.result.in_(_ADMITTED),
-            Checkin.scanned_at > scanned_at - window,
-            Checkin.scanned_at < scanned_at + window,
+    day_start = datetime.combine(day, time.min, tzinfo=zone)
+    day_end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+    admitted = Checkin.result.in_(_ADMITTED)
+    in_window = and_(
+        admitted, Checkin.scanned_at > scanned_at - window, Checkin.scanned_at < scanned_at + window
+    )
+    today = Checkin.local_date == day
+    row = (
+        await session.execute(
+            select(
+                func.max(Checkin.scanned_at).filter(in_window),
+                func.count().filter(Checkin.counted, today),
+                func.count().filter(admitted, today),
+            ).where(
+                Checkin.visitor_key == card.member.visitor_key,
+                Checkin.institution_id == institution.id,
+                # Bounds on the indexed column keep a loyal visitor's years of scans out of it.
+                Checkin.scanned_at > min(scanned_at - window, day_start) - timedelta(hours=1),
+                Checkin.scanned_at < max(scanned_at + window, day_end) + timedelta(hours=1),
+            )
         )
-        .order_by(Checkin.scanned_at.desc())
-        .limit(1)
-    )
-    counted_today = await session.scalar(
-        select(func.count()).where(here, Checkin.counted, Checkin.local_date == day)
-    )
+    ).one()
+    last_admitted, counted_today, admitted_today = row
     counted_on_card = 0
     if card.visit_limit is not None:
         counted_on_card = (
@@ -142,7 +175,7 @@ async def _gather_facts(
             )
             or 0
         )
-    return Facts(
+    facts = Facts(
         scanned_at=scanned_at,
         local_day=day,
         card_status=card.status,
@@ -158,16 +191,18 @@ async def _gather_facts(
             if term.status is TermStatus.ACTIVE
         ),
         grace_days=product.grace_days if product else 0,
-        accepted_here=product is not None and product.accepted_by(institution.id),
+        accepted_here=product is not None
+        and await _accepted_here(session, product, institution.id),
         anti_passback=window,
         last_admitted_here_at=last_admitted,
         counted_here_today=bool(counted_today),
     )
+    return _Gathered(facts=facts, admitted_today=admitted_today or 0)
 
 
 def _insert(dialect: str, values: dict[str, Any]) -> Any:
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Checkin)
-    return statement.values(**values).on_conflict_do_nothing().returning(Checkin.id)
+    return statement.values(**values).on_conflict_do_nothing().returning(Checkin)
 
 
 async def _find(session: AsyncSession, device_id: uuid.UUID, client_scan_id: str) -> Checkin | None:
@@ -213,31 +248,33 @@ async def record_scan(
     keys: Mapping[str, Ed25519PublicKey],
     programme: str,
 ) -> ScanOutcome:
-    """Decide and store one scan at `device`'s venue; the same scan sent again changes nothing."""
-    existing = await _find(session, device.id, scan.client_scan_id)
-    if existing is not None:
-        return await _outcome(session, existing, replayed=True)
+    """Decide and store one scan at `device`'s venue; the same scan sent again changes nothing.
 
+    A re-sent scan is not looked up first: the insert's ON CONFLICT finds it, which keeps the
+    common case (a new scan) one round trip shorter.
+    """
     institution = device.venue.institution
     number, scanned_version, refusal = _identify_code(scan.code, keys=keys, programme=programme)
-    card = await _load_card(session, number) if number else None
+    card = await _load_card(session, number=number) if number else None
     if refusal is None and card is None:
         refusal = Reason.UNKNOWN_CARD
     dialect = session.get_bind().dialect.name
 
     for _attempt in range(3):
         flagged = False
+        admitted_before = 0
         if card is None or refusal is not None:
             decision = refuse(refusal or Reason.UNKNOWN_CARD)
         else:
-            facts = await _gather_facts(
+            gathered = await _gather_facts(
                 session,
                 card=card,
                 scanned_version=scanned_version,
                 institution=institution,
                 scanned_at=scan.scanned_at,
             )
-            decision, flagged = _offline_stands(scan, decide(facts), facts)
+            admitted_before = gathered.admitted_today
+            decision, flagged = _offline_stands(scan, decide(gathered.facts), gathered.facts)
         member = card.member if card else None
         values: dict[str, Any] = {
             "client_scan_id": scan.client_scan_id,
@@ -258,10 +295,10 @@ async def record_scan(
             "offline": scan.offline_result is not None,
             "flagged": flagged,
         }
-        checkin_id = await session.scalar(_insert(dialect, values))
-        if checkin_id is not None:
-            checkin = await session.get_one(Checkin, checkin_id)
-            return await _outcome(session, checkin, replayed=False, card=card)
+        checkin = await session.scalar(_insert(dialect, values))
+        if checkin is not None:
+            visits_today = admitted_before + (1 if decision.admitted else 0)
+            return _outcome_of(checkin, card=card, replayed=False, visits_today=visits_today)
         existing = await _find(session, device.id, scan.client_scan_id)
         if existing is not None:
             return await _outcome(session, existing, replayed=True)
@@ -269,12 +306,9 @@ async def record_scan(
     raise RuntimeError("check-in kept conflicting; the unique index and decision disagree")
 
 
-async def _outcome(
-    session: AsyncSession, checkin: Checkin, *, replayed: bool, card: Card | None = None
-) -> ScanOutcome:
-    if card is None and checkin.card_id is not None:
-        card = await _load_card_by_id(session, checkin.card_id)
-    membership = card.membership if card else None
+async def _outcome(session: AsyncSession, checkin: Checkin, *, replayed: bool) -> ScanOutcome:
+    """The answer for a stored scan (a replay or an override), read back from the database."""
+    card = await _load_card(session, card_id=checkin.card_id) if checkin.card_id else None
     visits_today = 0
     if checkin.visitor_key is not None:
         visits_today = (
@@ -288,6 +322,13 @@ async def _outcome(
             )
             or 0
         )
+    return _outcome_of(checkin, card=card, replayed=replayed, visits_today=visits_today)
+
+
+def _outcome_of(
+    checkin: Checkin, *, card: Card | None, replayed: bool, visits_today: int
+) -> ScanOutcome:
+    membership = card.membership if card else None
     valid_until = None
     if card is not None and membership is not None:
         with contextlib.suppress(DomainError):
@@ -301,11 +342,6 @@ async def _outcome(
         visits_today=visits_today,
         replayed=replayed,
     )
-
-
-async def _load_card_by_id(session: AsyncSession, card_id: uuid.UUID) -> Card | None:
-    card = await session.get(Card, card_id)
-    return await _load_card(session, card.number) if card else None
 
 
 class NotRefused(Conflict):

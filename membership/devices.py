@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from membership import audit
 from membership.audit import Actor
@@ -189,7 +189,7 @@ async def authenticate(session: AsyncSession, *, key: str, now: datetime) -> Dev
     device = await session.scalar(
         select(Device)
         .where(Device.key_hash == hash_token(key), Device.revoked_at.is_(None))
-        .options(selectinload(Device.venue).selectinload(Venue.institution))
+        .options(joinedload(Device.venue).joinedload(Venue.institution))
     )
     if device is None:
         raise InvalidDeviceKey()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import uuid
 
 from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -66,7 +65,3 @@ class Product(UUIDPK, Timestamps, Base):
     accepted_at: Mapped[list[Institution]] = relationship(
         secondary=product_institutions, lazy="raise"
     )
-
-    def accepted_by(self, institution_id: uuid.UUID) -> bool:
-        """Club cards are accepted only where listed; programme cards everywhere."""
-        return self.accepted_everywhere or any(i.id == institution_id for i in self.accepted_at)
