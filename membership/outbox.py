@@ -90,6 +90,11 @@ async def claim_due(session: AsyncSession, *, now: datetime, limit: int) -> list
     )
     if session.get_bind().dialect.name == "postgresql":
         ids = list(await session.scalars(due.with_for_update(skip_locked=True)))
+        await session.execute(
+            update(OutboxEmail)
+            .where(OutboxEmail.id.in_(ids))
+            .values(next_attempt_at=now + CLAIM_FOR)
+        )
     else:
         ids = []
         for candidate in list(await session.scalars(due)):
@@ -107,9 +112,6 @@ async def claim_due(session: AsyncSession, *, now: datetime, limit: int) -> list
                 ids.append(candidate)
     if not ids:
         return []
-    await session.execute(
-        update(OutboxEmail).where(OutboxEmail.id.in_(ids)).values(next_attempt_at=now + CLAIM_FOR)
-    )
     rows = await session.scalars(
         select(OutboxEmail)
         .where(OutboxEmail.id.in_(ids))
