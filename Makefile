@@ -34,8 +34,11 @@ unit: install
 
 test: lint typecheck unit
 
+# Each benchmark prints its figures; run as modules so benchmarks/reports.py cannot shadow the
+# reports package. The PostgreSQL ones load their own databases (see each script's --help).
+BENCHMARKS := cards checkin scanner payments reports
 bench: install
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for name in $(BENCHMARKS); do echo "== benchmarks/$$name.py"; $(BIN)/python -m benchmarks.$$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
