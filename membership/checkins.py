@@ -223,8 +223,8 @@ def _offline_stands(scan: Scan, decision: Decision, facts: Facts) -> tuple[Decis
     if scan.offline_result is None:
         return decision, False
     if scan.offline_result is CheckinResult.REFUSED:
-        reason = _reason(scan.offline_reason) or decision.reason
-        return refuse(reason), False
+        fallback = Reason.OFFLINE_REFUSED if decision.admitted else decision.reason
+        return refuse(_reason(scan.offline_reason) or fallback), False
     if decision.admitted:
         return decision, False
     counted = not facts.counted_here_today

@@ -30,6 +30,10 @@ class Reason(enum.StrEnum):
     UNKNOWN_CARD = "unknown_card"
     TEMPORARY_LIMIT_REACHED = "temporary_limit_reached"
     MEMBERSHIP_INACTIVE = "membership_inactive"
+    # Only ever decided by a scanner while offline, and recorded as such when it uploads.
+    NEEDS_NETWORK = "needs_network"
+    NOT_SYNCED = "not_synced"
+    OFFLINE_REFUSED = "offline_refused"
 
 
 @dataclass(frozen=True)

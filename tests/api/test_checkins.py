@@ -337,3 +337,34 @@ class TestPhoto:
         other_device = await door.pair_device(other_venue)
         assert (await door.client.get(photo_url, headers=other_device)).status_code == 404
         assert (await door.client.get(photo_url, headers=door.manager)).status_code == 401
+
+
+class TestOfflineRefusals:
+    @pytest.mark.parametrize(
+        ("offline_reason", "stored"),
+        [
+            ("needs_network", "needs_network"),
+            ("cosmic_rays", "offline_refused"),
+            (None, "offline_refused"),
+        ],
+    )
+    async def test_a_refusal_at_the_door_stands_with_its_reason(
+        self, door: Door, offline_reason: str | None, stored: str
+    ) -> None:
+        card = await holder(door.session)
+        item = {
+            "code": card.number,
+            "client_scan_id": "offline-refused",
+            "scanned_at": (utcnow() - timedelta(hours=1)).isoformat(),
+            "offline_result": "refused",
+            "offline_reason": offline_reason,
+        }
+        response = await door.client.post(
+            "/v1/checkins/batch", json={"items": [item]}, headers=door.device
+        )
+        checkin = response.json()["items"][0]["checkin"]
+        assert (checkin["result"], checkin["reason"], checkin["counted"]) == (
+            "refused",
+            stored,
+            False,
+        )
