@@ -44,13 +44,14 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
+    # Extensions first: a member named like a standard one ("status") must not replace it.
     body: dict[str, Any] = {
+        **extensions,
         "type": problem_type(slug),
         "title": title,
         "status": status,
         "detail": detail,
         "instance": request.url.path,
-        **extensions,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 

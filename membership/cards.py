@@ -487,7 +487,10 @@ async def expire_temporary_cards(session: AsyncSession, *, now: datetime) -> lis
     """The daily sweep: temporary cards past their 31 days stop being live (frees the holder)."""
     cards = list(
         await session.scalars(
-            select(Card).where(Card.status == CardStatus.TEMPORARY, Card.expires_at < now)
+            select(Card)
+            .where(Card.status == CardStatus.TEMPORARY, Card.expires_at < now)
+            # Two job runners never expire (and feed) the same card twice on PostgreSQL.
+            .with_for_update(skip_locked=True)
         )
     )
     for card in cards:

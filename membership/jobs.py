@@ -179,6 +179,9 @@ async def run_once(
     """One pass: events first (they may activate memberships), then standing, then mail."""
     handled = await events.process_due(sessionmaker, settings=settings, now=now)
     in_grace, expired = await update_standing(sessionmaker, settings=settings, now=now)
+    async with sessionmaker() as session:
+        await cards.expire_temporary_cards(session, now=now)
+        await session.commit()
     reminders = await send_reminders(sessionmaker, settings=settings, now=now)
     sent = await outbox.send_due(sessionmaker, settings=settings, now=now)
     report = PassReport(handled, sent, in_grace, expired, reminders)

@@ -89,3 +89,14 @@ async def test_crash_is_logged_but_never_shown(
     assert "Traceback" not in response.text
     assert body["detail"]
     assert any("secret connection string" in str(record.exc_info) for record in caplog.records)
+
+
+async def test_an_extension_cannot_replace_a_standard_member(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    @app.get("/_probe/clash")
+    async def clash() -> None:
+        raise Conflict("Clash.", status="blocked", type="mine")
+
+    body = assert_problem(await client.get("/_probe/clash"), 409, "conflict")
+    assert body["detail"] == "Clash."

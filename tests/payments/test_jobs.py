@@ -78,6 +78,20 @@ class TestStanding:
         assert (again.in_grace, again.expired) == (0, 0)
         assert await _count(session, OutboxEmail, OutboxEmail.template == "expired") == 1
 
+    async def test_a_desk_card_past_its_31_days_stops_being_live(
+        self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings
+    ) -> None:
+        now = utcnow()
+        membership, _ = await paid_membership(session, mail_settings, now=now)
+        card = await session.scalar(select(Card).where(Card.membership_id == membership.id))
+        assert card is not None
+        card.status = CardStatus.TEMPORARY
+        card.expires_at = now - timedelta(minutes=1)
+        await session.commit()
+        await jobs.run_once(create_sessionmaker(engine), settings=mail_settings, now=now)
+        assert await _count(session, Card, Card.status == CardStatus.EXPIRED) == 1
+        assert await _count(session, CardRevocation, CardRevocation.reason == "expired") == 1
+
     async def test_a_renewal_paid_in_grace_makes_it_active_again(
         self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings
     ) -> None:
