@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -42,11 +43,11 @@ def problem_response(
     title: str,
     detail: str | None = None,
     headers: dict[str, str] | None = None,
-    **extensions: Any,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     # Extensions first: a member named like a standard one ("status") must not replace it.
     body: dict[str, Any] = {
-        **extensions,
+        **(extensions or {}),
         "type": problem_type(slug),
         "title": title,
         "status": status,
@@ -73,7 +74,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         title=exc.title,
         detail=exc.detail,
         headers=headers,
-        **exc.extensions,
+        extensions=exc.extensions,
     )
 
 
@@ -90,7 +91,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         slug="validation-error",
         title="The request is not valid",
         detail="Invalid fields: " + ", ".join(fields),
-        errors=errors,
+        extensions={"errors": errors},
     )
 
 
