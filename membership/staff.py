@@ -189,6 +189,11 @@ async def create_staff_user(
     return user
 
 
+def _may_sign_in(user: StaffUser, institution_active: bool | None) -> bool:
+    """An account works while it is active and so is its institution (the operator has none)."""
+    return user.active and institution_active is not False
+
+
 async def login(
     session: AsyncSession, *, email: str, password: str, ttl: timedelta, now: datetime | None = None
 ) -> IssuedToken:
@@ -198,11 +203,18 @@ async def login(
     work, so the answer does not tell an attacker which accounts exist.
     """
     now = now or utcnow()
-    user = await session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
-    if user is None:
+    row = (
+        await session.execute(
+            select(StaffUser, Institution.active)
+            .outerjoin(Institution, Institution.id == StaffUser.institution_id)
+            .where(StaffUser.email == normalise_email(email))
+        )
+    ).one_or_none()
+    if row is None:
         _verify(_dummy_hash(), password)
         raise InvalidCredentials()
-    if not _verify(user.password_hash, password) or not user.active:
+    user, institution_active = row
+    if not _verify(user.password_hash, password) or not _may_sign_in(user, institution_active):
         raise InvalidCredentials()
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -223,15 +235,20 @@ async def authenticate(
     now = now or utcnow()
     row = (
         await session.execute(
-            select(StaffToken, StaffUser)
+            select(StaffToken, StaffUser, Institution.active)
             .join(StaffUser, StaffUser.id == StaffToken.staff_user_id)
+            .outerjoin(Institution, Institution.id == StaffUser.institution_id)
             .where(StaffToken.token_hash == hash_token(token))
         )
     ).one_or_none()
     if row is None:
         raise InvalidToken()
-    staff_token, user = row
-    if staff_token.revoked_at is not None or staff_token.expires_at <= now or not user.active:
+    staff_token, user, institution_active = row
+    if (
+        staff_token.revoked_at is not None
+        or staff_token.expires_at <= now
+        or not _may_sign_in(user, institution_active)
+    ):
         raise InvalidToken()
     if staff_token.last_used_at is None or now - staff_token.last_used_at >= LAST_USED_RESOLUTION:
         staff_token.last_used_at = now

@@ -17,7 +17,7 @@ import migrations
 from api import cli
 from api.app import create_app
 from membership.clock import utcnow
-from membership.models import StaffRole, StaffToken, StaffUser
+from membership.models import Institution, StaffRole, StaffToken, StaffUser
 from membership.settings import Settings
 from membership.staff import hash_token
 from tests import factories
@@ -207,6 +207,19 @@ class TestTokens:
         await session.commit()
 
         assert_problem(await client.get("/v1/auth/me", headers=headers), 401, "invalid-token")
+
+    async def test_staff_of_a_deactivated_institution_are_signed_out(
+        self, client: httpx.AsyncClient, session: AsyncSession, manager: StaffUser
+    ) -> None:
+        headers = await factories.auth_headers(session, staff_user=manager)
+        institution = await session.get_one(Institution, manager.institution_id)
+        institution.active = False
+        await session.commit()
+
+        assert_problem(await client.get("/v1/auth/me", headers=headers), 401, "invalid-token")
+        assert_problem(
+            await login(client, "manager@example.org", STAFF_PASSWORD), 401, "invalid-credentials"
+        )
 
     async def test_use_is_recorded(
         self, client: httpx.AsyncClient, session: AsyncSession, manager: StaffUser
