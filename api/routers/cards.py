@@ -2,12 +2,13 @@
 
 The operator manages every card. Institution staff issue temporary cards for their own
 institution and may print, complete and see the cards their institution issued, nothing else
-(rule 5). Member self-service (a holder fetching their own card) comes with member sign-in.
+(rule 5). A signed-in holder fetches the code and images of their own cards under `/v1/me/`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,9 +18,11 @@ from api import problems
 from api.auth import CurrentStaff, OperatorAdmin
 from api.deps import SessionDep, SettingsDep
 from api.routers.keys import KeyStoreDep
+from api.routers.members import MemberEmail
 from api.schemas.cards import CardBlock, CardCodeRead, CardCreate, CardRead
 from membership import cards, codes, images, photos
 from membership.clock import utcnow
+from membership.errors import NotFound
 from membership.keys import KeyStore
 from membership.models import Card
 from membership.settings import Settings
@@ -198,72 +201,91 @@ async def complete_registration(
     return CardRead.of(permanent)
 
 
-@router.get("/v1/cards/{card_id}/code", response_model=CardCodeRead, responses=_RENDER)
-async def card_code(
-    card: VisibleCard, settings: SettingsDep, store: KeyStoreDep, response: Response
-) -> CardCodeRead:
-    signed = _signed(card, settings, store)
-    code = signed.code
-    response.headers.update(_PRIVATE)
-    return CardCodeRead(
-        text=signed.text,
-        key_id=signed.key_id,
-        card_number=code.card_number,
-        card_version=code.card_version,
-        valid_until=code.valid_until,
-        product_code=code.product_code,
-        temporary=code.temporary,
-        qr_version=images.qr_version(signed.text),
+def _add_render_routes(prefix: str, card_dependency: Callable[..., Awaitable[Card]]) -> None:
+    """The code and images of one card, for staff and for the holder, from one set of handlers.
+
+    Codes are signed at request time with the current key: a rotation needs no re-rendering job.
+    """
+    visible = Depends(card_dependency)
+
+    @router.get(f"{prefix}/code", response_model=CardCodeRead, responses=_RENDER)
+    async def card_code(
+        settings: SettingsDep, store: KeyStoreDep, response: Response, card: Card = visible
+    ) -> CardCodeRead:
+        signed = _signed(card, settings, store)
+        code = signed.code
+        response.headers.update(_PRIVATE)
+        return CardCodeRead(
+            text=signed.text,
+            key_id=signed.key_id,
+            card_number=code.card_number,
+            card_version=code.card_version,
+            valid_until=code.valid_until,
+            product_code=code.product_code,
+            temporary=code.temporary,
+            qr_version=images.qr_version(signed.text),
+        )
+
+    @router.get(
+        f"{prefix}/qr.png",
+        response_class=Response,
+        responses={**_RENDER, 200: {"content": {"image/png": {}}}},
     )
+    async def card_qr_png(
+        settings: SettingsDep, store: KeyStoreDep, card: Card = visible
+    ) -> Response:
+        text = _signed(card, settings, store).text
+        return Response(images.qr_png(text), media_type="image/png", headers=_PRIVATE)
 
-
-@router.get(
-    "/v1/cards/{card_id}/qr.png",
-    response_class=Response,
-    responses={**_RENDER, 200: {"content": {"image/png": {}}}},
-)
-async def card_qr_png(card: VisibleCard, settings: SettingsDep, store: KeyStoreDep) -> Response:
-    text = _signed(card, settings, store).text
-    return Response(images.qr_png(text), media_type="image/png", headers=_PRIVATE)
-
-
-@router.get(
-    "/v1/cards/{card_id}/qr.svg",
-    response_class=Response,
-    responses={**_RENDER, 200: {"content": {"image/svg+xml": {}}}},
-)
-async def card_qr_svg(card: VisibleCard, settings: SettingsDep, store: KeyStoreDep) -> Response:
-    text = _signed(card, settings, store).text
-    return Response(images.qr_svg(text), media_type="image/svg+xml", headers=_PRIVATE)
-
-
-@router.get(
-    "/v1/cards/{card_id}/card.png",
-    response_class=Response,
-    responses={**_RENDER, 200: {"content": {"image/png": {}}}},
-)
-async def card_png(card: VisibleCard, settings: SettingsDep, store: KeyStoreDep) -> Response:
-    """The CR80 card image (1011 by 638 px, 300 dpi) with photo, name, product and QR code."""
-    text = _signed(card, settings, store).text
-    return Response(
-        images.card_png(_face(card, text, settings)), media_type="image/png", headers=_PRIVATE
+    @router.get(
+        f"{prefix}/qr.svg",
+        response_class=Response,
+        responses={**_RENDER, 200: {"content": {"image/svg+xml": {}}}},
     )
+    async def card_qr_svg(
+        settings: SettingsDep, store: KeyStoreDep, card: Card = visible
+    ) -> Response:
+        text = _signed(card, settings, store).text
+        return Response(images.qr_svg(text), media_type="image/svg+xml", headers=_PRIVATE)
 
-
-@router.get(
-    "/v1/cards/{card_id}/card.pdf",
-    response_class=Response,
-    responses={**_RENDER, 200: {"content": {"application/pdf": {}}}},
-)
-async def card_pdf(card: VisibleCard, settings: SettingsDep, store: KeyStoreDep) -> Response:
-    """The card as a one-page PDF the size of the card, for a card printer."""
-    text = _signed(card, settings, store).text
-    headers = {**_PRIVATE, "Content-Disposition": f'inline; filename="card-{card.number}.pdf"'}
-    return Response(
-        images.card_pdf(_face(card, text, settings)),
-        media_type="application/pdf",
-        headers=headers,
+    @router.get(
+        f"{prefix}/card.png",
+        response_class=Response,
+        responses={**_RENDER, 200: {"content": {"image/png": {}}}},
     )
+    async def card_png(settings: SettingsDep, store: KeyStoreDep, card: Card = visible) -> Response:
+        """The CR80 card image (1011 by 638 px, 300 dpi) with photo, name, product and QR code."""
+        text = _signed(card, settings, store).text
+        return Response(
+            images.card_png(_face(card, text, settings)), media_type="image/png", headers=_PRIVATE
+        )
+
+    @router.get(
+        f"{prefix}/card.pdf",
+        response_class=Response,
+        responses={**_RENDER, 200: {"content": {"application/pdf": {}}}},
+    )
+    async def card_pdf(settings: SettingsDep, store: KeyStoreDep, card: Card = visible) -> Response:
+        """The card as a one-page PDF the size of the card, for a card printer."""
+        text = _signed(card, settings, store).text
+        headers = {**_PRIVATE, "Content-Disposition": f'inline; filename="card-{card.number}.pdf"'}
+        return Response(
+            images.card_pdf(_face(card, text, settings)),
+            media_type="application/pdf",
+            headers=headers,
+        )
+
+
+async def own_card(card_id: uuid.UUID, session: SessionDep, email: MemberEmail) -> Card:
+    """The signed-in holder's own card; anyone else's is not found, so ids reveal nothing."""
+    card = await cards.get_card(session, card_id=card_id)
+    if card.member.email != email:
+        raise NotFound("No such card.")
+    return card
+
+
+_add_render_routes("/v1/cards/{card_id}", visible_card)
+_add_render_routes("/v1/me/cards/{card_id}", own_card)
 
 
 async def _read_limited(request: Request) -> bytes:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import zxingcpp
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership import members
 from membership.clock import utcnow
-from membership.models import AuditEntry, MembershipTerm, OutboxEmail
+from membership.keys import KeyStore
+from membership.models import AuditEntry, Card, Member, MembershipTerm, OutboxEmail
+from membership.settings import Settings
 from tests.factories import create_member, create_product
 from tests.helpers import assert_problem
 
@@ -199,3 +204,41 @@ class TestMine:
             f"/v1/me/members/{member_id}", json={"email": "x@example.org"}, headers=headers
         )
         assert_problem(refused, 422, "validation-error")
+
+
+class TestMyCardImages:
+    async def test_the_holder_gets_a_qr_that_decodes_to_their_signed_code(
+        self, session: AsyncSession, client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        KeyStore.from_settings(settings).ensure()
+        await create_product(session, code="ANNUAL")
+        await session.commit()
+        await _bought_and_paid(client, "ANNUAL")
+        await _bought_and_paid(client, "ANNUAL", email="someone.else@example.org")
+        headers = await _signed_in(session, client)
+        (card,) = (await client.get("/v1/me/cards", headers=headers)).json()
+        code = await client.get(f"/v1/me/cards/{card['id']}/code", headers=headers)
+        assert code.status_code == 200, code.text
+        png = await client.get(f"/v1/me/cards/{card['id']}/qr.png", headers=headers)
+        decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
+        assert [result.text for result in decoded] == [code.json()["text"]]
+        pdf = await client.get(f"/v1/me/cards/{card['id']}/card.pdf", headers=headers)
+        assert (pdf.status_code, pdf.content[:4]) == (200, b"%PDF")
+
+    async def test_someone_elses_card_is_not_found(
+        self, session: AsyncSession, client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        KeyStore.from_settings(settings).ensure()
+        await create_product(session, code="ANNUAL")
+        await session.commit()
+        await _bought_and_paid(client, "ANNUAL", email="someone.else@example.org")
+        await _bought_and_paid(client, "ANNUAL")
+        headers = await _signed_in(session, client)
+        other = await session.scalar(
+            select(Card.id).join(Member).where(Member.email == "someone.else@example.org")
+        )
+        await session.commit()
+        for path in ("code", "qr.png", "card.png"):
+            response = await client.get(f"/v1/me/cards/{other}/{path}", headers=headers)
+            assert_problem(response, 404, "not-found")
+        assert (await client.get(f"/v1/me/cards/{other}/code")).status_code == 401
