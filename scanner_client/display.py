@@ -42,6 +42,7 @@ REASONS = {
     "membership_inactive": "The membership is not active (payment pending or cancelled).",
     "not_synced": "The scanner has never synced: connect it to the network once.",
     "needs_network": "Typed numbers need the network: scan the QR code instead.",
+    "offline_refused": "Refused at the door while offline.",
 }
 
 # Five-row block letters for the three answers: large without a special font or terminal.
