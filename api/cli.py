@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 
 import migrations
 from membership import demo as demo_data
-from membership import jobs, staff
+from membership import history, jobs, staff
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.db import create_engine, create_sessionmaker
@@ -247,5 +248,39 @@ async def _run_jobs(settings: Settings, *, once: bool, interval: float) -> jobs.
             return await jobs.run_once(sessionmaker, settings=settings, now=utcnow())
         await jobs.run_forever(sessionmaker, settings=settings, interval=interval)
         return None
+    finally:
+        await engine.dispose()
+
+
+import_app = typer.Typer(help="Load data from a previous system.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("checkins")
+def import_checkins(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Load past scans as counted visits (columns: docs/import.md); a bad file imports nothing."""
+    try:
+        summary = asyncio.run(_import_checkins(Settings(), file.read_bytes()))
+    except history.ImportRejected as exc:
+        for error in exc.errors:
+            typer.echo(f"line {error.line}: {error.message}", err=True)
+        typer.echo(f"Error: {exc.detail}; nothing imported.", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"rows {summary.rows}, already imported {summary.already_imported}, visits counted "
+        f"{summary.counted}, re-entries {summary.reentries}, holders created "
+        f"{summary.holders_created}, cards created {summary.cards_created}"
+    )
+
+
+async def _import_checkins(settings: Settings, data: bytes) -> history.ImportSummary:
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            summary = await history.import_checkins(session, data=data, now=utcnow())
+            await session.commit()
+            return summary
     finally:
         await engine.dispose()
