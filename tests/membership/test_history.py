@@ -19,7 +19,7 @@ import migrations
 from api import cli
 from membership import card_numbers, history
 from membership.db import create_engine, create_sessionmaker
-from membership.models import Card, CardStatus, Checkin, CheckinResult, Member
+from membership.models import Card, CardStatus, Checkin, CheckinResult, Member, Venue
 from tests import factories
 from tests.helpers import table_counts
 
@@ -32,19 +32,20 @@ HEADER = "card_or_holder,institution_code,venue_code,scanned_at,product_code"
 class World:
     card: Card
     member: Member
+    venue: Venue
     product_id: uuid.UUID
     new_number: str
 
 
 async def create_world(session: AsyncSession) -> World:
     institution = await factories.create_institution(session, code="RIJKS")
-    await factories.create_venue(session, institution=institution, code="MAIN")
+    venue = await factories.create_venue(session, institution=institution, code="MAIN")
     product = await factories.create_product(session, code="ANNUAL", accepted_at=[institution])
     member = await factories.create_member(session)
     membership = await factories.create_membership(session, product=product, holders=[member])
     card = await factories.create_card(session, member=member, membership=membership)
     await session.commit()
-    return World(card, member, product.id, card_numbers.generate())
+    return World(card, member, venue, product.id, card_numbers.generate())
 
 
 def good_file(world: World) -> bytes:
@@ -91,6 +92,25 @@ class TestGoodFile:
         assert holder is not None
         assert holder.imported
         assert await count(session, Checkin.member_id == holder.id, Checkin.counted.is_(True)) == 2
+
+    async def test_a_visit_already_counted_that_day_makes_the_row_a_reentry(
+        self, session: AsyncSession
+    ) -> None:
+        world = await create_world(session)
+        await factories.create_checkin(
+            session,
+            venue=world.venue,
+            member=world.member,
+            card=world.card,
+            scanned_at=datetime(2025, 3, 1, 16, 0, tzinfo=UTC),
+        )
+        await session.commit()
+
+        summary = await history.import_checkins(session, data=good_file(world), now=NOW)
+        await session.commit()
+
+        assert (summary.counted, summary.reentries) == (3, 2)
+        assert await count(session, Checkin.counted.is_(True)) == 4
 
     async def test_reimport_changes_nothing(self, session: AsyncSession) -> None:
         world = await create_world(session)
