@@ -143,7 +143,7 @@ async def import_checkins(session: AsyncSession, *, data: bytes, now: datetime) 
 
     pending.sort(key=lambda row: (row.scanned_at, row.line))
     counted_keys = await _counted_visits(session, pending, holders)
-    records: list[dict[str, Any]] = []
+    records: list[tuple[Any, ...]] = []
     counted = 0
     for row in pending:
         holder = holders[row.card_number or row.holder_ref]
@@ -152,27 +152,28 @@ async def import_checkins(session: AsyncSession, *, data: bytes, now: datetime) 
         is_counted = key not in counted_keys
         counted_keys.add(key)
         counted += is_counted
+        # In _CHECKIN_COLUMNS order: COPY takes tuples, and building dicts costs a third more.
         records.append(
-            {
-                "client_scan_id": scan_ids[row.line],
-                "device_id": None,
-                "institution_id": row.institution.id,
-                "venue_id": row.venue_id,
-                "card_id": holder.card_id,
-                "card_version": holder.card_version,
-                "member_id": holder.member_id,
-                "visitor_key": holder.visitor_key,
-                "product_id": row.product_id or holder.product_id,
-                "scanned_at": row.scanned_at,
-                "received_at": now,
-                "local_date": row.local_date,
-                "result": CheckinResult.ADMITTED if is_counted else CheckinResult.REENTRY,
-                "reason": "ok",
-                "counted": is_counted,
-                "offline": False,
-                "flagged": False,
-                "imported": True,
-            }
+            (
+                scan_ids[row.line],
+                None,
+                row.institution.id,
+                row.venue_id,
+                holder.card_id,
+                holder.card_version,
+                holder.member_id,
+                holder.visitor_key,
+                row.product_id or holder.product_id,
+                row.scanned_at,
+                now,
+                row.local_date,
+                (CheckinResult.ADMITTED if is_counted else CheckinResult.REENTRY).value,
+                "ok",
+                is_counted,
+                False,
+                False,
+                True,
+            )
         )
     await _insert_checkins(session, records)
     return ImportSummary(
@@ -404,7 +405,7 @@ async def _counted_visits(
     return found
 
 
-async def _insert_checkins(session: AsyncSession, records: list[dict[str, Any]]) -> None:
+async def _insert_checkins(session: AsyncSession, records: list[tuple[Any, ...]]) -> None:
     """COPY into a staging table on PostgreSQL, chunked Core inserts elsewhere.
 
     The final INSERT ... ON CONFLICT DO NOTHING lets the partial unique index have the last
@@ -415,7 +416,10 @@ async def _insert_checkins(session: AsyncSession, records: list[dict[str, Any]])
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         for chunk in _chunks(records, CHUNK):
-            await session.execute(insert(Checkin), chunk)
+            await session.execute(
+                insert(Checkin),
+                [dict(zip(_CHECKIN_COLUMNS, record, strict=True)) for record in chunk],
+            )
         return
     columns = ", ".join(_CHECKIN_COLUMNS)
     await session.execute(text("DROP TABLE IF EXISTS checkin_import"))
@@ -429,13 +433,7 @@ async def _insert_checkins(session: AsyncSession, records: list[dict[str, Any]])
     driver: Any = raw.driver_connection
     await driver.copy_records_to_table(
         "checkin_import",
-        records=[
-            tuple(
-                value.value if isinstance(value, CheckinResult) else value
-                for value in (record[column] for column in _CHECKIN_COLUMNS)
-            )
-            for record in records
-        ],
+        records=records,
         columns=list(_CHECKIN_COLUMNS),
     )
     await session.execute(
