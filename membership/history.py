@@ -175,12 +175,12 @@ async def import_checkins(session: AsyncSession, *, data: bytes, now: datetime) 
                 True,
             )
         )
-    await _insert_checkins(session, records)
+    inserted, counted = await _insert_checkins(session, records, counted=counted)
     return ImportSummary(
         rows=len(rows),
         already_imported=len(rows) - len(pending),
         counted=counted,
-        reentries=len(pending) - counted,
+        reentries=inserted - counted,
         holders_created=holders_created,
         cards_created=cards_created,
     )
@@ -405,14 +405,17 @@ async def _counted_visits(
     return found
 
 
-async def _insert_checkins(session: AsyncSession, records: list[tuple[Any, ...]]) -> None:
+async def _insert_checkins(
+    session: AsyncSession, records: list[tuple[Any, ...]], *, counted: int
+) -> tuple[int, int]:
     """COPY into a staging table on PostgreSQL, chunked Core inserts elsewhere.
 
-    The final INSERT ... ON CONFLICT DO NOTHING lets the partial unique index have the last
-    word should a live scan count the same visit while the import runs.
+    Returns the rows inserted and how many of them count. On PostgreSQL the final INSERT ...
+    ON CONFLICT DO NOTHING lets the partial unique index have the last word should a live scan
+    count the same visit while the import runs; the counts are then those really inserted.
     """
     if not records:
-        return
+        return 0, 0
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         for chunk in _chunks(records, CHUNK):
@@ -420,7 +423,7 @@ async def _insert_checkins(session: AsyncSession, records: list[tuple[Any, ...]]
                 insert(Checkin),
                 [dict(zip(_CHECKIN_COLUMNS, record, strict=True)) for record in chunk],
             )
-        return
+        return len(records), counted
     columns = ", ".join(_CHECKIN_COLUMNS)
     await session.execute(text("DROP TABLE IF EXISTS checkin_import"))
     await session.execute(
@@ -436,10 +439,13 @@ async def _insert_checkins(session: AsyncSession, records: list[tuple[Any, ...]]
         records=records,
         columns=list(_CHECKIN_COLUMNS),
     )
-    await session.execute(
+    inserted = await session.execute(
         text(
-            f"INSERT INTO checkins ({columns}) SELECT {columns} FROM checkin_import "
-            f"ON CONFLICT DO NOTHING"
+            f"WITH inserted AS (INSERT INTO checkins ({columns}) SELECT {columns} "
+            f"FROM checkin_import ON CONFLICT DO NOTHING RETURNING counted) "
+            f"SELECT count(*), count(*) FILTER (WHERE counted) FROM inserted"
         )
     )
+    total, inserted_counted = inserted.one()
     await session.execute(text("DROP TABLE checkin_import"))
+    return int(total), int(inserted_counted)
