@@ -279,7 +279,9 @@ async def _import_checkins(settings: Settings, data: bytes) -> history.ImportSum
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session:
-            summary = await history.import_checkins(session, data=data, now=utcnow())
+            summary = await history.import_checkins(
+                session, data=data, actor=Actor(label="cli"), now=utcnow()
+            )
             await session.commit()
             return summary
     finally:

@@ -13,7 +13,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership import card_numbers
+from membership import audit, card_numbers
 from membership.errors import InvalidValue
 from membership.models import (
     Card,
@@ -128,7 +128,9 @@ def _card_number(reference: str) -> str | None:
     return None
 
 
-async def import_checkins(session: AsyncSession, *, data: bytes, now: datetime) -> ImportSummary:
+async def import_checkins(
+    session: AsyncSession, *, data: bytes, actor: audit.Actor, now: datetime
+) -> ImportSummary:
     """Load a CSV of past scans (columns in docs/import.md) as counted visits and re-entries.
 
     Raises `ImportRejected` listing every bad row before anything is written. Never commits:
@@ -176,7 +178,7 @@ async def import_checkins(session: AsyncSession, *, data: bytes, now: datetime) 
             )
         )
     inserted, counted = await _insert_checkins(session, records, counted=counted)
-    return ImportSummary(
+    summary = ImportSummary(
         rows=len(rows),
         already_imported=len(rows) - len(pending),
         counted=counted,
@@ -184,6 +186,17 @@ async def import_checkins(session: AsyncSession, *, data: bytes, now: datetime) 
         holders_created=holders_created,
         cards_created=cards_created,
     )
+    if inserted or holders_created:
+        # It creates cards and visit history, so it leaves a trail; a harmless re-import does not.
+        await audit.record(
+            session,
+            actor=actor,
+            action="checkins.import",
+            entity_type="checkin_import",
+            entity_id=digest,
+            changes=asdict(summary),
+        )
+    return summary
 
 
 async def _parse(session: AsyncSession, data: bytes) -> list[_Row]:

@@ -18,11 +18,13 @@ from typer.testing import CliRunner
 import migrations
 from api import cli
 from membership import card_numbers, history
+from membership.audit import Actor
 from membership.db import create_engine, create_sessionmaker
-from membership.models import Card, CardStatus, Checkin, CheckinResult, Member, Venue
+from membership.models import AuditEntry, Card, CardStatus, Checkin, CheckinResult, Member, Venue
 from tests import factories
 from tests.helpers import table_counts
 
+CLI = Actor(label="cli")
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 T = TypeVar("T")
 HEADER = "card_or_holder,institution_code,venue_code,scanned_at,product_code"
@@ -73,7 +75,7 @@ class TestGoodFile:
     ) -> None:
         world = await create_world(session)
 
-        summary = await history.import_checkins(session, data=good_file(world), now=NOW)
+        summary = await history.import_checkins(session, data=good_file(world), actor=CLI, now=NOW)
         await session.commit()
 
         assert summary == history.ImportSummary(
@@ -92,6 +94,9 @@ class TestGoodFile:
         assert holder is not None
         assert holder.imported
         assert await count(session, Checkin.member_id == holder.id, Checkin.counted.is_(True)) == 2
+        entry = await session.scalar(select(AuditEntry))
+        assert entry is not None
+        assert (entry.action, entry.actor) == ("checkins.import", "cli")
 
     async def test_a_visit_already_counted_that_day_makes_the_row_a_reentry(
         self, session: AsyncSession
@@ -106,7 +111,7 @@ class TestGoodFile:
         )
         await session.commit()
 
-        summary = await history.import_checkins(session, data=good_file(world), now=NOW)
+        summary = await history.import_checkins(session, data=good_file(world), actor=CLI, now=NOW)
         await session.commit()
 
         assert (summary.counted, summary.reentries) == (3, 2)
@@ -114,11 +119,11 @@ class TestGoodFile:
 
     async def test_reimport_changes_nothing(self, session: AsyncSession) -> None:
         world = await create_world(session)
-        await history.import_checkins(session, data=good_file(world), now=NOW)
+        await history.import_checkins(session, data=good_file(world), actor=CLI, now=NOW)
         await session.commit()
         before = await table_counts(session)
 
-        again = await history.import_checkins(session, data=good_file(world), now=NOW)
+        again = await history.import_checkins(session, data=good_file(world), actor=CLI, now=NOW)
         await session.commit()
 
         assert (again.already_imported, again.counted, again.holders_created) == (5, 0, 0)
@@ -128,7 +133,7 @@ class TestGoodFile:
         self, session: AsyncSession
     ) -> None:
         world = await create_world(session)
-        await history.import_checkins(session, data=good_file(world), now=NOW)
+        await history.import_checkins(session, data=good_file(world), actor=CLI, now=NOW)
         await session.commit()
         later = "\n".join(
             [
@@ -138,7 +143,7 @@ class TestGoodFile:
             ]
         ).encode()
 
-        summary = await history.import_checkins(session, data=later, now=NOW)
+        summary = await history.import_checkins(session, data=later, actor=CLI, now=NOW)
         await session.commit()
 
         assert (summary.holders_created, summary.counted, summary.reentries) == (0, 1, 1)
@@ -164,7 +169,7 @@ class TestLocalDate:
         await create_world(session)
         data = f"{HEADER}\nOLD-7,RIJKS,MAIN,{scanned_at},\n".encode()
 
-        await history.import_checkins(session, data=data, now=NOW)
+        await history.import_checkins(session, data=data, actor=CLI, now=NOW)
         await session.commit()
 
         checkin = await session.scalar(select(Checkin))
@@ -194,7 +199,7 @@ class TestBadFile:
         before = await table_counts(session)
 
         with pytest.raises(history.ImportRejected) as caught:
-            await history.import_checkins(session, data=data, now=NOW)
+            await history.import_checkins(session, data=data, actor=CLI, now=NOW)
         await session.commit()
 
         assert caught.value.code == "import-rejected"
@@ -216,7 +221,10 @@ class TestBadFile:
 
         with pytest.raises(history.ImportRejected) as caught:
             await history.import_checkins(
-                session, data=f"{header}\nOLD-1,RIJKS,MAIN,2025-03-01T10:00:00\n".encode(), now=NOW
+                session,
+                data=f"{header}\nOLD-1,RIJKS,MAIN,2025-03-01T10:00:00\n".encode(),
+                actor=CLI,
+                now=NOW,
             )
         await session.commit()
 
