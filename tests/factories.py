@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership import card_numbers
+from membership import card_numbers, demographics, rollups
 from membership.clock import local_date, utcnow
 from membership.models import (
     Card,
@@ -225,8 +225,10 @@ async def create_checkin(
     """A stored scan as the check-in service would leave it, without its door decision.
 
     `local_date` is derived from `scanned_at` in the institution's `timezone`; an admission is
-    counted unless told otherwise; `linked=False` leaves the row as after an erasure.
+    counted unless told otherwise; `linked=False` leaves the row as after an erasure. Age band,
+    region and the day counters are filled as the check-in service does.
     """
+    day = local_date(scanned_at, timezone)
     checkin = Checkin(
         client_scan_id=uuid.uuid4().hex,
         institution_id=venue.institution_id,
@@ -238,13 +240,16 @@ async def create_checkin(
         product_id=product.id if product else None,
         scanned_at=scanned_at,
         received_at=scanned_at,
-        local_date=local_date(scanned_at, timezone),
+        local_date=day,
         result=result,
         reason=reason or {"admitted": "ok", "reentry": "reentry"}.get(result, "already_used"),
         counted=result == CheckinResult.ADMITTED if counted is None else counted,
+        age_band=demographics.age_band(member.birth_date, day),
+        region=demographics.region(member.postal_code),
     )
     session.add(checkin)
     await session.flush()
+    rollups.count_checkin(session, checkin, timezone=timezone)
     return checkin
 
 

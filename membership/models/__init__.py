@@ -27,10 +27,12 @@ from membership.models.outbox import OutboxEmail
 from membership.models.payments import Payment, PaymentKind, PaymentStatus, WebhookEvent
 from membership.models.products import Product, ProductKind, product_institutions
 from membership.models.receipts import Receipt
+from membership.models.rollups import NO_PRODUCT, InstitutionDayCount
 from membership.models.staff import StaffRole, StaffToken, StaffUser
 
 __all__ = [
     "LIVE_CARD_STATUSES",
+    "NO_PRODUCT",
     "AuditEntry",
     "Base",
     "Card",
@@ -43,6 +45,7 @@ __all__ = [
     "Device",
     "IdempotencyKey",
     "Institution",
+    "InstitutionDayCount",
     "InstitutionTariff",
     "Member",
     "MemberSession",

@@ -38,6 +38,24 @@ class Checkin(Base):
         Index("ix_checkins_institution_id_local_date", "institution_id", "local_date"),
         Index("ix_checkins_visitor_key_scanned_at", "visitor_key", "scanned_at"),
         Index("ix_checkins_card_id_scanned_at", "card_id", "scanned_at"),
+        # Own-institution reports (visits, segments, flows, contacts) read only this index on
+        # PostgreSQL (index-only scans), never the heap. SQLite has no INCLUDE; there the
+        # key columns alone still serve the distinct-visitor counts.
+        Index(
+            "ix_checkins_counted_cover",
+            "institution_id",
+            "local_date",
+            "visitor_key",
+            postgresql_include=[
+                "product_id",
+                "scanned_at",
+                "member_id",
+                "age_band",
+                "region",
+            ],
+            postgresql_where=text("counted"),
+            sqlite_where=text("counted"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -69,3 +87,7 @@ class Checkin(Base):
         ForeignKey("staff_users.id", ondelete="SET NULL")
     )
     imported: Mapped[bool] = mapped_column(default=False)
+    # The visitor's age band on `local_date` and postal-code region, fixed at scan time
+    # (membership.demographics), so that erasing the member link changes no report (rule 5).
+    age_band: Mapped[str | None] = mapped_column(String(8))
+    region: Mapped[str | None] = mapped_column(String(8))
