@@ -19,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -105,7 +106,36 @@ class KeyStore:
         return sorted(infos, key=lambda info: (info.created_at or _EPOCH, info.key_id))
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        return {info.key_id: info.public_key for info in self.all_keys()}
+        """Every key that verifies, by id: what a scan is checked against, so it must be cheap.
+
+        A key file is named after its key id, which is a hash of the public key; a file whose
+        name, id and key agree therefore never changes its public key, and is parsed once per
+        process. Only the listing is read on every call, so a removed key stops verifying and
+        a new one starts at once, in every worker.
+        """
+        if self._env is not None:
+            return {info.key_id: info.public_key for info, _private in self._env}
+        try:
+            names = [entry.name for entry in os.scandir(self.directory)]
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        keys: dict[str, Ed25519PublicKey] = {}
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            path = self.directory / name
+            public_key = _verified_public_keys.get(path)
+            if public_key is None:
+                try:
+                    info = _read_info(path)
+                except FileNotFoundError:  # removed since the listing
+                    continue
+                if info.key_id == path.stem == key_id_for(info.public_key):
+                    _verified_public_keys[path] = info.public_key
+                keys[info.key_id] = info.public_key
+            else:
+                keys[path.stem] = public_key
+        return keys
 
     def get(self, key_id: str) -> KeyInfo:
         for info in self.all_keys():
@@ -227,6 +257,10 @@ class KeyStore:
         return updated
 
 
+# Public keys of key files whose name, id and key agree, by path (see `KeyStore.public_keys`).
+_verified_public_keys: dict[Path, Ed25519PublicKey] = {}
+
+
 def _read_info(path: Path) -> KeyInfo:
     document = json.loads(path.read_text(encoding="utf-8"))
     retired_at = document.get("retired_at")
@@ -245,8 +279,12 @@ _PEM_END = "-----END PRIVATE KEY-----"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _parse_env_keys(text: str) -> list[tuple[KeyInfo, Ed25519PrivateKey]]:
-    """PEM private keys one after another, oldest first: the last signs, the others verify."""
+@lru_cache(maxsize=8)
+def _parse_env_keys(text: str) -> tuple[tuple[KeyInfo, Ed25519PrivateKey], ...]:
+    """PEM private keys one after another, oldest first: the last signs, the others verify.
+
+    Cached: the same text is handed in on every scan, and parsing PEM costs more than the scan.
+    """
     blocks = [block + _PEM_END for block in text.split(_PEM_END) if block.strip()]
     keys: list[tuple[KeyInfo, Ed25519PrivateKey]] = []
     for position, block in enumerate(blocks):
@@ -261,4 +299,4 @@ def _parse_env_keys(text: str) -> list[tuple[KeyInfo, Ed25519PrivateKey]]:
             public_key=private.public_key(),
         )
         keys.append((info, private))
-    return keys
+    return tuple(keys)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from membership import codes
 from membership.codes import CardCode, Reason
 from membership.keys import (
+    KeyInfo,
     KeyNotFound,
     KeyStateConflict,
     KeyStatus,
@@ -124,6 +125,41 @@ class TestRotation:
         store.remove(old.key_id)
         assert _reason(store, card) == Reason.UNKNOWN_KEY
         assert old.key_id not in store.public_keys()
+
+    def test_another_worker_sees_a_new_and_a_removed_key_at_once(self, store: KeyStore) -> None:
+        # Each worker has its own KeyStore (and parses a key file only once); the directory
+        # listing is what they share, so rotation and removal reach every worker on the next scan.
+        worker = KeyStore(store.directory)
+        assert worker.public_keys() == {}
+        old = store.generate()
+        old_card = _sign(store)
+        assert _reason(worker, old_card) is None
+        new = store.rotate()
+        assert set(worker.public_keys()) == {old.key_id, new.key_id}
+        store.remove(old.key_id)
+        assert _reason(worker, old_card) == Reason.UNKNOWN_KEY
+        assert set(worker.public_keys()) == {new.key_id}
+
+    def test_a_key_file_that_does_not_match_its_name_is_read_as_written(
+        self, store: KeyStore
+    ) -> None:
+        # A public key is only remembered when the file's name, id and key agree; anything else
+        # (a hand-edited file) is read afresh, so fixing the file takes effect at once.
+        info = store.generate()
+        path = store.directory / f"{info.key_id}.json"
+        original = path.read_text()
+        assert set(store.public_keys()) == {info.key_id}
+        stranger = Ed25519PrivateKey.generate().public_key()
+        other_id = codes.key_id_for(stranger)
+        store.directory.joinpath("hand-made.json").write_text(
+            original.replace(info.key_id, other_id).replace(
+                info.public_key_b64,
+                KeyInfo(other_id, KeyStatus.ACTIVE, None, stranger).public_key_b64,
+            )
+        )
+        assert set(store.public_keys()) == {info.key_id, other_id}
+        store.directory.joinpath("hand-made.json").unlink()
+        assert set(store.public_keys()) == {info.key_id}
 
     def test_an_active_key_cannot_be_removed(self, store: KeyStore) -> None:
         info = store.generate()
