@@ -25,6 +25,14 @@ from membership.models.memberships import (
 )
 from membership.models.outbox import OutboxEmail
 from membership.models.payments import Payment, PaymentKind, PaymentStatus, WebhookEvent
+from membership.models.periods import (
+    PayoutClosing,
+    PayoutClosingLine,
+    PeriodKind,
+    PeriodPair,
+    PeriodVisitors,
+    ReportPeriod,
+)
 from membership.models.products import Product, ProductKind, product_institutions
 from membership.models.receipts import Receipt
 from membership.models.rollups import NO_PRODUCT, InstitutionDayCount
@@ -57,9 +65,15 @@ __all__ = [
     "Payment",
     "PaymentKind",
     "PaymentStatus",
+    "PayoutClosing",
+    "PayoutClosingLine",
+    "PeriodKind",
+    "PeriodPair",
+    "PeriodVisitors",
     "Product",
     "ProductKind",
     "Receipt",
+    "ReportPeriod",
     "StaffRole",
     "StaffToken",
     "StaffUser",
