@@ -6,19 +6,23 @@ What it does, in order:
    the products, 100,000 members each with an active membership and a card, and 1,000,000
    earlier check-ins over the past year that follow the door rules (one counted visit per
    visitor, institution and local day; passbacks refused; later scans re-entries);
-2. starts the real API under uvicorn (one worker, loopback only) with `_ceiling_app.py`, which
-   adds `POST /_bench/insert` to the product app: device authentication, one INSERT, commit;
-3. scans random cards' signed QR codes from several doors with httpx (keep-alive) at
+2. starts the real API under uvicorn (`--workers`, default 1, loopback only) with
+   `_ceiling_app.py`, which adds `POST /_bench/insert` to the product app: device
+   authentication, one INSERT, commit; both endpoints are measured on the same server, so the
+   same workers, pool and database;
+3. scans random cards' signed QR codes from several doors with aiohttp (keep-alive; a lighter
+   client than httpx, whose own CPU would be taken from the server on a small machine) at
    concurrency 1, 8 and 32, each for a fixed time after a warm-up, mostly first scans and some
    repeats that hit anti-passback, and prints throughput, latency percentiles and the ratio of
    the check-in to the ceiling, with the targets of the issue.
 
 It reports, it does not judge: the exit code is 0 when a target is missed. The load generator
-runs on the same machine as the server and the database, so its own CPU is shown too.
+runs on the same machine as the server and the database, so its own CPU is shown too, and so
+is the CPU of the server (all its workers) and of its database backends per request.
 
-    .venv/bin/python benchmarks/checkin.py                                    # full scale
-    .venv/bin/python benchmarks/checkin.py --cards 2000 --checkins 20000 --seconds 5
-    .venv/bin/python benchmarks/checkin.py --skip-load                        # reuse the data
+    .venv/bin/python -m benchmarks.checkin                                    # full scale
+    .venv/bin/python -m benchmarks.checkin --cards 2000 --checkins 20000 --seconds 5
+    .venv/bin/python -m benchmarks.checkin --skip-load --workers 2            # reuse the data
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import asyncpg
 import httpx
 from sqlalchemy import text
@@ -682,7 +687,15 @@ class Server:
     log: Path
 
     def cpu_seconds(self) -> float | None:
-        return _process_cpu(self.process.pid)
+        """CPU of uvicorn and of every worker process it started."""
+        pids = _descendants(self.process.pid)
+        total = 0.0
+        for pid in pids:
+            seconds = _process_cpu(pid)
+            if seconds is None:
+                return None
+            total += seconds
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -706,7 +719,26 @@ def _process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def start_server(target: Target, key_dir: Path, workdir: Path) -> Server:
+def _descendants(pid: int) -> list[int]:
+    """`pid` and the processes below it (uvicorn's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
+
+
+def start_server(target: Target, key_dir: Path, workdir: Path, *, workers: int) -> Server:
     port = _free_port()
     log = workdir / "server.log"
     env = os.environ | {
@@ -729,7 +761,7 @@ def start_server(target: Target, key_dir: Path, workdir: Path) -> Server:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--no-access-log",
         "--log-level",
         "warning",
@@ -814,7 +846,7 @@ class Phase:
 
 
 async def run_phase(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     target: Target,
     server: Server,
     traffic: Traffic,
@@ -829,6 +861,7 @@ async def run_phase(
     errors = 0
     issued = 0
     parse = endpoint == CHECKIN_PATH
+    url = server.base_url + endpoint
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
@@ -838,19 +871,20 @@ async def run_phase(
             headers, body = traffic.next()
             started = time.perf_counter()
             try:
-                response = await client.post(endpoint, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+                async with client.post(url, data=body, headers=headers) as response:
+                    status, content = response.status, await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 errors += 1
                 outcomes[f"error {type(exc).__name__}"] += 1
                 continue
             elapsed = time.perf_counter() - started
-            if response.status_code != 200:
+            if status != 200:
                 errors += 1
-                outcomes[f"HTTP {response.status_code}"] += 1
+                outcomes[f"HTTP {status}"] += 1
                 continue
             latencies.append(elapsed)
             if parse:
-                answer = response.json()
+                answer = json.loads(content)
                 outcomes[f"{answer['result']}/{answer['reason']}"] += 1
 
     backends = await _database_backends(target)
@@ -889,8 +923,9 @@ async def run_phase(
 async def benchmark(
     target: Target, server: Server, traffic: Traffic, options: argparse.Namespace
 ) -> list[Phase]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=30) as client:
+    connector = aiohttp.TCPConnector(limit=64)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         for endpoint in (CEILING_PATH, CHECKIN_PATH):
             await run_phase(
                 client,
@@ -984,6 +1019,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkins", type=int, default=1_000_000, help="earlier check-ins")
     parser.add_argument("--skip-load", action="store_true", help="reuse the loaded database")
     parser.add_argument("--seconds", type=float, default=10.0, help="per endpoint and concurrency")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (the API is stateless)"
+    )
     parser.add_argument("--requests", type=int, help="cap per endpoint and concurrency")
     parser.add_argument("--warmup", type=int, default=200, help="requests per endpoint first")
     parser.add_argument("--repeat-share", type=float, default=0.1, help="scans passed back")
@@ -1022,10 +1060,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(device_ids)} scanners paired, {len(traffic.codes):,} QR codes signed"
             f"{f', {removed:,} rows of earlier runs removed' if removed else ''}"
         )
-        server = start_server(target, key_dir, Path(workdir))
+        server = start_server(target, key_dir, Path(workdir), workers=options.workers)
         try:
             print(
-                f"server {server.base_url} (pid {server.process.pid}); "
+                f"server {server.base_url} (pid {server.process.pid}, "
+                f"{options.workers} worker{'s' if options.workers > 1 else ''}); "
                 f"{options.seconds:g} s per endpoint and concurrency"
             )
             phases = asyncio.run(benchmark(target, server, traffic, options))
@@ -1036,7 +1075,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
         asyncio.run(delete_bench_rows(target, device_ids))
     report(phases)
-    print(f"load average {_load_average()} on {os.cpu_count()} cores")
+    print(
+        f"load average {_load_average()} on {os.cpu_count()} cores; "
+        f"{options.workers} server worker{'s' if options.workers > 1 else ''}"
+    )
     return 0
 
 
