@@ -234,10 +234,7 @@ def jobs_run(
     settings = Settings()
     report = asyncio.run(_run_jobs(settings, once=once, interval=interval))
     if report is not None:
-        typer.echo(
-            f"events {report.events}, mails sent {report.mails_sent}, in grace "
-            f"{report.in_grace}, expired {report.expired}, reminders {report.reminders}"
-        )
+        typer.echo(report.summary())
 
 
 async def _run_jobs(settings: Settings, *, once: bool, interval: float) -> jobs.PassReport | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -21,7 +23,8 @@ from membership import cards, memberships, outbox, renewals
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.models import Membership, MembershipStatus, MembershipTerm, Product, TermStatus
-from membership.payments import events
+from membership.payments import events, provider_from_settings
+from membership.payments.provider import PaymentProvider
 from membership.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,10 @@ _STANDING = {
 }
 
 
+# How many ids of given-up work a pass report names; the counts are always complete.
+REPORT_IDS = 10
+
+
 @dataclass(frozen=True)
 class PassReport:
     events: int
@@ -41,6 +48,31 @@ class PassReport:
     in_grace: int
     expired: int
     reminders: int
+    renewals_charged: int = 0
+    # Work that used all its attempts and waits for the operator (never silently dropped).
+    failed_events: int = 0
+    failed_mails: int = 0
+    failed_event_ids: tuple[int, ...] = ()
+    failed_mail_ids: tuple[int, ...] = ()
+
+    def summary(self) -> str:
+        """One line for the CLI; given-up work is named by id so it can be retried."""
+        line = (
+            f"events {self.events}, mails sent {self.mails_sent}, in grace {self.in_grace}, "
+            f"expired {self.expired}, reminders {self.reminders}, "
+            f"renewals charged {self.renewals_charged}"
+        )
+        if self.failed_events or self.failed_mails:
+            line += (
+                f"\nGIVEN UP (see GET /v1/admin/failed-work): "
+                f"webhook events {self.failed_events} {_ids(self.failed_event_ids)}, "
+                f"e-mails {self.failed_mails} {_ids(self.failed_mail_ids)}"
+            )
+        return line
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(found) for found in ids) + "]"
 
 
 @dataclass(frozen=True)
@@ -174,27 +206,66 @@ async def send_reminders(
 
 
 async def run_once(
-    sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    now: datetime,
+    provider: PaymentProvider | None = None,
 ) -> PassReport:
-    """One pass: events first (they may activate memberships), then standing, then mail."""
-    handled = await events.process_due(sessionmaker, settings=settings, now=now)
+    """One pass: renewals the provider leaves to us, then events (they may activate or extend
+    memberships), then standing, then mail; last, what has given up, for the report.
+
+    Without a `provider` the pass makes the one the settings name, and closes it after.
+    """
+    if provider is None:
+        async with _provider(settings, sessionmaker) as own:
+            return await run_once(sessionmaker, settings=settings, now=now, provider=own)
+    charged = await provider.charge_due_renewals(now=now)
+    handled = await events.process_due(sessionmaker, settings=settings, now=now, provider=provider)
     in_grace, expired = await update_standing(sessionmaker, settings=settings, now=now)
     async with sessionmaker() as session:
         await cards.expire_temporary_cards(session, now=now)
         await session.commit()
     reminders = await send_reminders(sessionmaker, settings=settings, now=now)
     sent = await outbox.send_due(sessionmaker, settings=settings, now=now)
-    report = PassReport(handled, sent, in_grace, expired, reminders)
+    async with sessionmaker() as session:
+        failed_events, event_rows = await events.given_up(session, limit=REPORT_IDS)
+        failed_mails, mail_rows = await outbox.given_up(session, limit=REPORT_IDS)
+        await session.commit()
+    report = PassReport(
+        events=handled,
+        mails_sent=sent,
+        in_grace=in_grace,
+        expired=expired,
+        reminders=reminders,
+        renewals_charged=charged,
+        failed_events=failed_events,
+        failed_mails=failed_mails,
+        failed_event_ids=tuple(row.id for row in event_rows),
+        failed_mail_ids=tuple(row.id for row in mail_rows),
+    )
     log.info("jobs.pass.done", extra={"report": report})
     return report
+
+
+@asynccontextmanager
+async def _provider(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[PaymentProvider]:
+    provider = provider_from_settings(settings, sessionmaker)
+    try:
+        yield provider
+    finally:
+        await provider.aclose()
 
 
 async def run_forever(
     sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings, interval: float
 ) -> None:
-    while True:
-        try:
-            await run_once(sessionmaker, settings=settings, now=utcnow())
-        except Exception:  # one bad pass must not stop the runner; the next one retries
-            log.exception("jobs.pass.failed")
-        await asyncio.sleep(interval)
+    async with _provider(settings, sessionmaker) as provider:
+        while True:
+            try:
+                await run_once(sessionmaker, settings=settings, now=utcnow(), provider=provider)
+            except Exception:  # one bad pass must not stop the runner; the next one retries
+                log.exception("jobs.pass.failed")
+            await asyncio.sleep(interval)

@@ -455,6 +455,14 @@ async def mark_payment_failed(
     return payment
 
 
+@dataclass(frozen=True)
+class BookedRefund:
+    refund: Payment
+    # The provider subscription to cancel: the refund ended the membership, and a refunded
+    # membership must not be charged again at the next period.
+    cancel_subscription: str | None
+
+
 async def record_refund(
     session: AsyncSession,
     *,
@@ -463,13 +471,15 @@ async def record_refund(
     provider_refund_id: str,
     reason: str,
     actor: Actor,
+    timezone: str,
     now: datetime,
-) -> Payment | None:
+) -> BookedRefund | None:
     """Bring our books to `refunded_total_minor`; a refund already booked changes nothing.
 
     Taking the provider's running total (not an increment) makes the operator's own refund and
     the `charge.refunded` event that echoes it one refund, not two. A full refund ends the term
-    and, when no other paid term remains, ends the membership and blocks its cards at once.
+    that payment bought (a purchase or any renewal); when no other paid term still runs after
+    today, it ends the membership and blocks its cards at once.
     """
     payment = await _lock_payment(session, payment_id)
     if payment.status not in _APPLIED:
@@ -499,8 +509,11 @@ async def record_refund(
     full = refunded_total_minor == payment.amount_minor
     payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
     await session.flush()
+    cancel = None
     if full:
-        await _end_refunded_term(session, payment=payment, actor=actor, now=now)
+        cancel = await _end_refunded_term(
+            session, payment=payment, actor=actor, today=local_date(now, timezone), now=now
+        )
     await audit.record(
         session,
         actor=actor,
@@ -509,20 +522,30 @@ async def record_refund(
         entity_id=payment.id,
         changes={"amount_minor": amount, "refunded_minor": refunded_total_minor, "reason": reason},
     )
-    return refund
+    return BookedRefund(refund=refund, cancel_subscription=cancel)
 
 
 async def _end_refunded_term(
-    session: AsyncSession, *, payment: Payment, actor: Actor, now: datetime
-) -> None:
+    session: AsyncSession, *, payment: Payment, actor: Actor, today: date, now: datetime
+) -> str | None:
+    """End the refunded payment's term; end the membership when nothing paid runs on.
+
+    A refunded early renewal leaves the current term running to its end; a refunded current
+    term (the first one, or a renewal already under way) leaves no paid day after today, so
+    the cards are blocked now rather than at the next job pass. Returns the subscription the
+    caller cancels at the provider.
+    """
     membership = await load_membership(session, membership_id=payment.membership_id)
     for term in membership.terms:
         if term.payment_id == payment.id:
             term.status = TermStatus.REFUNDED
-    if paid_until(membership) is not None:
+    remaining = paid_until(membership)
+    if remaining is not None and remaining > today:
         await session.flush()
-        return
+        return None
     membership.status = MembershipStatus.REFUNDED
+    cancel = membership.provider_subscription_id if membership.auto_renew else None
+    membership.auto_renew = False
     await session.flush()
     live = await session.scalars(
         select(Card.id).where(
@@ -531,6 +554,7 @@ async def _end_refunded_term(
     )
     for card_id in list(live):
         await cards.block(session, card_id=card_id, reason="refunded", actor=actor, now=now)
+    return cancel
 
 
 async def refund(
@@ -541,6 +565,7 @@ async def refund(
     amount_minor: int,
     reason: str,
     actor: Actor,
+    timezone: str,
     now: datetime,
 ) -> Payment:
     """An operator's refund, full or partial: money back at the provider, then our books.
@@ -559,17 +584,20 @@ async def refund(
         amount_minor=amount_minor,
         idempotency_key=f"refund:{payment.id}:{total}",
     )
-    refund_row = await record_refund(
+    booked = await record_refund(
         session,
         payment_id=payment.id,
         refunded_total_minor=total,
         provider_refund_id=done.refund_id,
         reason=reason,
         actor=actor,
+        timezone=timezone,
         now=now,
     )
-    assert refund_row is not None  # the lock is held: nobody booked this total meanwhile
-    return refund_row
+    assert booked is not None  # the lock is held: nobody booked this total meanwhile
+    if booked.cancel_subscription:
+        await provider.cancel_subscription(booked.cancel_subscription)
+    return booked.refund
 
 
 class MembershipNotRenewable(Conflict):

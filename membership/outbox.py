@@ -12,12 +12,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from membership import cards, codes, images
-from membership.errors import DomainError
+from membership.errors import DomainError, NotFound
 from membership.keys import KeyStore
 from membership.mail import Attachment, Message, render, send
 from membership.models import Member, OutboxEmail
@@ -170,7 +170,13 @@ async def send_due(
                 "next_attempt_at": now + backoff(attempts),
                 "last_error": f"{exc.__class__.__name__}: {exc}"[:1000],
             }
-            log.warning("outbox.send.retry", extra={"mail_id": mail.id, "attempts": attempts})
+            if attempts >= MAX_ATTEMPTS:
+                log.error(
+                    "outbox.send.gave_up",
+                    extra={"mail_id": mail.id, "attempts": attempts, "error": values["last_error"]},
+                )
+            else:
+                log.warning("outbox.send.retry", extra={"mail_id": mail.id, "attempts": attempts})
         else:
             values = {"attempts": mail.attempts + 1, "sent_at": now, "last_error": None}
             sent += 1
@@ -182,3 +188,36 @@ async def send_due(
             )
             await session.commit()
     return sent
+
+
+class NotGivenUp(NotFound):
+    """Retrying is only for work that used all its attempts (mails here, webhook events)."""
+
+    code = "not-given-up"
+    title = "No given-up work has this id"
+
+
+def _given_up() -> Any:
+    return (OutboxEmail.sent_at.is_(None)) & (OutboxEmail.attempts >= MAX_ATTEMPTS)
+
+
+async def given_up(session: AsyncSession, *, limit: int) -> tuple[int, list[OutboxEmail]]:
+    """Mails no runner will try again (all attempts used): how many, and the oldest ones."""
+    count = await session.scalar(select(func.count()).select_from(OutboxEmail).where(_given_up()))
+    rows = await session.scalars(
+        select(OutboxEmail).where(_given_up()).order_by(OutboxEmail.id).limit(limit)
+    )
+    return int(count or 0), list(rows)
+
+
+async def retry(session: AsyncSession, *, mail_id: int, now: datetime) -> OutboxEmail:
+    """Give a given-up mail a fresh set of attempts, due now; a sent mail is never resent."""
+    row: OutboxEmail | None = await session.scalar(
+        update(OutboxEmail)
+        .where(OutboxEmail.id == mail_id, _given_up())
+        .values(attempts=0, next_attempt_at=now)
+        .returning(OutboxEmail)
+    )
+    if row is None:
+        raise NotGivenUp("No given-up e-mail has this id.", mail_id=mail_id)
+    return row

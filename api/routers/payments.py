@@ -33,11 +33,16 @@ def get_provider(request: Request) -> PaymentProvider:
 ProviderDep = Annotated[PaymentProvider, Depends(get_provider)]
 
 
-async def _process(
-    sessionmaker: async_sessionmaker[AsyncSession], event_id: int, settings: Settings
-) -> None:
+async def _process(request: Request, event_id: int, settings: Settings) -> None:
     """After the response: the event's own transaction; a failure stays queued for `jobs`."""
-    await events.process(sessionmaker, event_id=event_id, settings=settings, now=utcnow())
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    await events.process(
+        sessionmaker,
+        event_id=event_id,
+        settings=settings,
+        now=utcnow(),
+        provider=get_provider(request),
+    )
 
 
 @router.post("/stripe/webhook", responses=problems.responses(400, 503))
@@ -55,7 +60,7 @@ async def stripe_webhook(
     )
     stored = await events.store(session, provider="stripe", event=event, now=utcnow())
     if stored.event_id is not None:
-        background.add_task(_process, request.app.state.sessionmaker, stored.event_id, settings)
+        background.add_task(_process, request, stored.event_id, settings)
     return {"received": True, "duplicate": stored.duplicate}
 
 
@@ -114,7 +119,7 @@ async def local_checkout_finish(
         session, checkout_id=checkout_id, paid=outcome == "pay", now=utcnow()
     )
     if stored.event_id is not None:
-        background.add_task(_process, request.app.state.sessionmaker, stored.event_id, settings)
+        background.add_task(_process, request, stored.event_id, settings)
     payment = await local.checkout_payment(session, checkout_id=checkout_id)
     return RedirectResponse(
         f"/v1/purchases/{payment.id}/return", status_code=status.HTTP_303_SEE_OTHER
@@ -131,6 +136,7 @@ async def refund_payment(
     payment_id: uuid.UUID,
     body: RefundCreate,
     session: SessionDep,
+    settings: SettingsDep,
     provider: ProviderDep,
     principal: OperatorAdmin,
 ) -> PaymentRead:
@@ -142,6 +148,7 @@ async def refund_payment(
         amount_minor=body.amount_minor,
         reason=body.reason,
         actor=principal.actor,
+        timezone=settings.programme_timezone,
         now=utcnow(),
     )
     return PaymentRead.of(refund)

@@ -16,4 +16,6 @@ def provider_from_settings(
     """The provider `settings.payment_provider` names: `local` needs nothing configured."""
     if settings.payment_provider == "stripe":
         return StripeProvider.from_settings(settings)
-    return LocalProvider(sessionmaker, base_url=settings.base_url)
+    return LocalProvider(
+        sessionmaker, base_url=settings.base_url, timezone=settings.programme_timezone
+    )

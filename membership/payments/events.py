@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +30,7 @@ from membership.models import (
     PaymentStatus,
     WebhookEvent,
 )
+from membership.payments.provider import PaymentProvider
 from membership.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,15 +101,24 @@ def _subscription_of_invoice(invoice: dict[str, Any]) -> str | None:
     return _id(details.get("subscription")) if isinstance(details, dict) else None
 
 
-Handler = Callable[[AsyncSession, str, dict[str, Any], Settings, datetime], Awaitable[str]]
+@dataclass(frozen=True)
+class Context:
+    """What a handler may use besides the event: `client` is the app's provider, when the
+    event came from it, for the rare link only the provider knows (a charge's invoice)."""
+
+    provider: str
+    client: PaymentProvider | None
+    settings: Settings
+    now: datetime
 
 
-async def _checkout_completed(
-    session: AsyncSession, provider: str, event: dict[str, Any], settings: Settings, now: datetime
-) -> str:
+Handler = Callable[[AsyncSession, Context, dict[str, Any]], Awaitable[str]]
+
+
+async def _checkout_completed(session: AsyncSession, ctx: Context, event: dict[str, Any]) -> str:
     checkout = _object(event)
     payment = await memberships.find_payment(
-        session, provider=provider, checkout_id=_id(checkout) or ""
+        session, provider=ctx.provider, checkout_id=_id(checkout) or ""
     )
     if payment is None:
         raise NotReady("no payment for this checkout yet")
@@ -119,17 +129,15 @@ async def _checkout_completed(
         payment_id=payment.id,
         provider_payment_id=_id(checkout.get("payment_intent")) or _id(checkout.get("invoice")),
         subscription_id=_id(checkout.get("subscription")),
-        settings=settings,
-        now=now,
+        settings=ctx.settings,
+        now=ctx.now,
     )
     return "applied" if result.applied_now else "already-applied"
 
 
-async def _checkout_expired(
-    session: AsyncSession, provider: str, event: dict[str, Any], settings: Settings, now: datetime
-) -> str:
+async def _checkout_expired(session: AsyncSession, ctx: Context, event: dict[str, Any]) -> str:
     payment = await memberships.find_payment(
-        session, provider=provider, checkout_id=_id(_object(event)) or ""
+        session, provider=ctx.provider, checkout_id=_id(_object(event)) or ""
     )
     if payment is None:
         raise NotReady("no payment for this checkout yet")
@@ -152,27 +160,30 @@ async def _membership_by_subscription(
     return membership
 
 
-async def _invoice_paid(
-    session: AsyncSession, provider: str, event: dict[str, Any], settings: Settings, now: datetime
-) -> str:
-    """A renewal paid by the subscription; its first invoice is the checkout's own payment."""
+async def _invoice_paid(session: AsyncSession, ctx: Context, event: dict[str, Any]) -> str:
+    """A renewal paid by the subscription; its first invoice is the checkout's own payment.
+
+    The renewal's payment is known by its invoice id: that is what names this period once,
+    however often the event comes. The provider links the invoice to the money (its payment
+    intent) when a refund needs it.
+    """
     invoice = _object(event)
     if invoice.get("billing_reason") == "subscription_create":
         return "first-invoice"
     membership = await _membership_by_subscription(session, _subscription_of_invoice(invoice))
     invoice_id = _id(invoice) or ""
     payment = await memberships.find_payment(
-        session, provider=provider, provider_payment_id=invoice_id
+        session, provider=ctx.provider, provider_payment_id=invoice_id
     )
     if payment is None:
         product = (await memberships.load_membership(session, membership_id=membership.id)).product
         payment = Payment(
             id=uuid.uuid4(),
-            reference=memberships.new_reference(settings.programme_code),
+            reference=memberships.new_reference(ctx.settings.programme_code),
             membership_id=membership.id,
             kind=PaymentKind.RENEWAL,
             status=PaymentStatus.PENDING,
-            provider=provider,
+            provider=ctx.provider,
             provider_payment_id=invoice_id,
             amount_minor=int(invoice.get("amount_paid", product.price_minor)),
             currency=str(invoice.get("currency", product.currency)).upper(),
@@ -185,15 +196,13 @@ async def _invoice_paid(
         payment_id=payment.id,
         provider_payment_id=invoice_id,
         subscription_id=None,
-        settings=settings,
-        now=now,
+        settings=ctx.settings,
+        now=ctx.now,
     )
     return "applied" if result.applied_now else "already-applied"
 
 
-async def _invoice_failed(
-    session: AsyncSession, provider: str, event: dict[str, Any], settings: Settings, now: datetime
-) -> str:
+async def _invoice_failed(session: AsyncSession, ctx: Context, event: dict[str, Any]) -> str:
     """A failed renewal: the member keeps access through the grace days, and is told."""
     invoice = _object(event)
     membership = await _membership_by_subscription(session, _subscription_of_invoice(invoice))
@@ -211,38 +220,59 @@ async def _invoice_failed(
                 "product": loaded.product.name,
                 "grace_days": loaded.product.grace_days,
             },
-            now=now,
+            now=ctx.now,
         )
     await session.flush()
     return "in-grace"
 
 
-async def _charge_refunded(
-    session: AsyncSession, provider: str, event: dict[str, Any], settings: Settings, now: datetime
-) -> str:
+async def _refunded_payment(
+    session: AsyncSession, ctx: Context, charge: dict[str, Any]
+) -> Payment | None:
+    """Ours by the charge's payment intent (a one-off purchase) or, failing that, by the
+    invoice that intent paid (a subscription's first or renewal payment): current Stripe
+    charges no longer name their invoice, so only the provider can tell."""
+    intent = _id(charge.get("payment_intent"))
+    if intent is None:
+        return None
+    payment = await memberships.find_payment(
+        session, provider=ctx.provider, provider_payment_id=intent
+    )
+    if payment is not None or ctx.client is None or ctx.client.name != ctx.provider:
+        return payment
+    invoice_id = await ctx.client.invoice_of_payment(intent)
+    if invoice_id is None:
+        return None
+    return await memberships.find_payment(
+        session, provider=ctx.provider, provider_payment_id=invoice_id
+    )
+
+
+async def _charge_refunded(session: AsyncSession, ctx: Context, event: dict[str, Any]) -> str:
     """A refund made at the provider (the dashboard, or the echo of our own refund)."""
     charge = _object(event)
-    payment = await memberships.find_payment(
-        session, provider=provider, provider_payment_id=_id(charge.get("payment_intent")) or ""
-    )
+    payment = await _refunded_payment(session, ctx, charge)
     if payment is None:
         raise NotReady("no payment for this charge yet")
     total = int(charge.get("amount_refunded", 0))
-    refund = await memberships.record_refund(
+    booked = await memberships.record_refund(
         session,
         payment_id=payment.id,
         refunded_total_minor=total,
         provider_refund_id=f"{_id(charge)}:{total}",
         reason="refunded at the provider",
-        actor=Actor(label=f"webhook:{provider}"),
-        now=now,
+        actor=Actor(label=f"webhook:{ctx.provider}"),
+        timezone=ctx.settings.programme_timezone,
+        now=ctx.now,
     )
-    return "refunded" if refund is not None else "already-refunded"
+    if booked is None:
+        return "already-refunded"
+    if booked.cancel_subscription and ctx.client is not None:
+        await ctx.client.cancel_subscription(booked.cancel_subscription)
+    return "refunded"
 
 
-async def _subscription_deleted(
-    session: AsyncSession, provider: str, event: dict[str, Any], settings: Settings, now: datetime
-) -> str:
+async def _subscription_deleted(session: AsyncSession, ctx: Context, event: dict[str, Any]) -> str:
     """Auto-renew ended at the provider: the paid term runs out normally."""
     membership = await _membership_by_subscription(session, _id(_object(event)))
     membership.auto_renew = False
@@ -261,7 +291,14 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def handle(session: AsyncSession, *, event_id: int, settings: Settings, now: datetime) -> str:
+async def handle(
+    session: AsyncSession,
+    *,
+    event_id: int,
+    settings: Settings,
+    now: datetime,
+    provider: PaymentProvider | None = None,
+) -> str:
     """Handle one stored event in the caller's transaction and mark it handled there too.
 
     The row is locked first: two runners (or a runner and the endpoint) never handle the same
@@ -276,11 +313,8 @@ async def handle(session: AsyncSession, *, event_id: int, settings: Settings, no
     if row is None or row.processed_at is not None:
         return "already-handled"
     handler = HANDLERS.get(row.type)
-    outcome = (
-        "ignored"
-        if handler is None
-        else await handler(session, row.provider, row.payload, settings, now)
-    )
+    ctx = Context(provider=row.provider, client=provider, settings=settings, now=now)
+    outcome = "ignored" if handler is None else await handler(session, ctx, row.payload)
     row.processed_at = now
     row.attempts += 1
     row.last_error = None
@@ -294,11 +328,18 @@ async def process(
     event_id: int,
     settings: Settings,
     now: datetime,
+    provider: PaymentProvider | None = None,
 ) -> str:
-    """`handle` in its own transaction; a failure is recorded on the event for a later retry."""
+    """`handle` in its own transaction; a failure is recorded on the event for a later retry.
+
+    An event that used its last attempt is logged at error level: it will not be tried again
+    by itself, and the operator sees it in `GET /v1/admin/failed-work`.
+    """
     try:
         async with sessionmaker() as session:
-            outcome = await handle(session, event_id=event_id, settings=settings, now=now)
+            outcome = await handle(
+                session, event_id=event_id, settings=settings, now=now, provider=provider
+            )
             await session.commit()
     except Exception as exc:  # the event stays stored; the job runner retries it
         reason = "not-ready" if isinstance(exc, NotReady) else "failed"
@@ -321,10 +362,42 @@ async def process(
                 )
             )
             await session.commit()
-        log.info("webhook.process.retry", extra={"event_id": event_id, "attempts": attempts})
+        if attempts >= MAX_ATTEMPTS:
+            log.error(
+                "webhook.process.gave_up",
+                extra={"event_id": event_id, "attempts": attempts, "error": f"{reason}: {exc}"},
+            )
+        else:
+            log.info("webhook.process.retry", extra={"event_id": event_id, "attempts": attempts})
         return reason
     log.info("webhook.process.done", extra={"event_id": event_id, "outcome": outcome})
     return outcome
+
+
+def _given_up() -> Any:
+    return (WebhookEvent.processed_at.is_(None)) & (WebhookEvent.attempts >= MAX_ATTEMPTS)
+
+
+async def given_up(session: AsyncSession, *, limit: int) -> tuple[int, list[WebhookEvent]]:
+    """Events no runner will try again (all attempts used): how many, and the oldest ones."""
+    count = await session.scalar(select(func.count()).select_from(WebhookEvent).where(_given_up()))
+    rows = await session.scalars(
+        select(WebhookEvent).where(_given_up()).order_by(WebhookEvent.id).limit(limit)
+    )
+    return int(count or 0), list(rows)
+
+
+async def retry(session: AsyncSession, *, event_id: int, now: datetime) -> WebhookEvent:
+    """Give a given-up event a fresh set of attempts, due now (after its cause was fixed)."""
+    row: WebhookEvent | None = await session.scalar(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == event_id, _given_up())
+        .values(attempts=0, next_attempt_at=now)
+        .returning(WebhookEvent)
+    )
+    if row is None:
+        raise outbox.NotGivenUp("No given-up webhook event has this id.", event_id=event_id)
+    return row
 
 
 async def claim_due(session: AsyncSession, *, now: datetime, limit: int) -> list[int]:
@@ -371,11 +444,14 @@ async def process_due(
     settings: Settings,
     now: datetime,
     limit: int = 100,
+    provider: PaymentProvider | None = None,
 ) -> int:
     """One pass of the job runner over stored events that are due; returns how many it took."""
     async with sessionmaker() as session:
         ids = await claim_due(session, now=now, limit=limit)
         await session.commit()
     for event_id in ids:
-        await process(sessionmaker, event_id=event_id, settings=settings, now=now)
+        await process(
+            sessionmaker, event_id=event_id, settings=settings, now=now, provider=provider
+        )
     return len(ids)

@@ -5,19 +5,34 @@ Stripe-shaped event (`checkout.session.completed` or `checkout.session.expired`)
 would send, through the same store-once-then-handle path, so a demo exercises the real code.
 State lives in the database (the stored events), never in process memory, so any worker can
 answer for any checkout.
+
+An auto-renewing checkout starts a local subscription. Stripe would charge it at the end of
+each period; here the job runner does (`charge_due_renewals`), storing the `invoice.paid` or
+`invoice.payment_failed` Stripe would send, so renewals and their failures take the same path
+as in production. Paying with the "expiring card" makes every renewal of that subscription
+fail, to show the grace days and the e-mails without waiting for a real card to expire.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from membership.clock import local_date
 from membership.errors import NotFound
-from membership.models import Membership, Payment, WebhookEvent
+from membership.models import (
+    Membership,
+    MembershipStatus,
+    MembershipTerm,
+    Payment,
+    Product,
+    TermStatus,
+    WebhookEvent,
+)
 from membership.payments import events
 from membership.payments.provider import (
     Checkout,
@@ -29,6 +44,8 @@ from membership.payments.provider import (
 
 NAME = "local"
 _PREFIX = "cs_local_"
+_SUBSCRIPTION_PREFIX = "sub_local_"
+_EXPIRING = "expiring"
 
 
 class CheckoutNotFound(NotFound):
@@ -48,9 +65,12 @@ def _short(text: str) -> str:
 class LocalProvider:
     name = NAME
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, base_url: str) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, base_url: str, timezone: str
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._base_url = base_url.rstrip("/")
+        self._timezone = timezone
 
     def _checkout(self, request: CheckoutRequest) -> Checkout:
         checkout_id = _PREFIX + request.payment_id.replace("-", "")
@@ -92,7 +112,56 @@ class LocalProvider:
         return Refund(refund_id="re_local_" + _short(idempotency_key), amount_minor=amount_minor)
 
     async def cancel_subscription(self, subscription_id: str) -> None:
-        """Nothing to cancel elsewhere: a local subscription exists only as our membership."""
+        """Nothing to cancel elsewhere: a local subscription is our membership's auto-renew,
+        which the caller turns off, and only auto-renewing memberships are charged."""
+
+    async def invoice_of_payment(self, provider_payment_id: str) -> str | None:
+        """Local refunds send no `charge.refunded`, so no charge ever needs its invoice."""
+        return None
+
+    async def charge_due_renewals(self, *, now: datetime) -> int:
+        """Charge every local subscription whose paid period has ended (as Stripe would at
+        `current_period_end`): one invoice per period, whose event id makes racing runners
+        store it once; the event is then handled like Stripe's."""
+        today = local_date(now, self._timezone)
+        ends = (
+            select(MembershipTerm.membership_id, func.max(MembershipTerm.ends_on).label("ends_on"))
+            .where(MembershipTerm.status == TermStatus.ACTIVE)
+            .group_by(MembershipTerm.membership_id)
+            .subquery()
+        )
+        async with self._sessionmaker() as session:
+            due = await session.execute(
+                select(
+                    Membership.provider_subscription_id,
+                    ends.c.ends_on,
+                    Product.price_minor,
+                    Product.currency,
+                )
+                .join(ends, ends.c.membership_id == Membership.id)
+                .join(Product, Product.id == Membership.product_id)
+                .where(
+                    Membership.auto_renew.is_(True),
+                    Membership.provider_subscription_id.startswith(_SUBSCRIPTION_PREFIX),
+                    Membership.status.in_((MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE)),
+                    ends.c.ends_on <= today,
+                )
+            )
+            charged = 0
+            for subscription, period_end, price_minor, currency in list(due):
+                declined = await _card_expiring(session, subscription)
+                event = renewal_invoice_event(
+                    subscription=subscription,
+                    period_end=period_end,
+                    amount_minor=price_minor,
+                    currency=currency,
+                    paid=not declined,
+                    now=now,
+                )
+                stored = await events.store(session, provider=NAME, event=event, now=now)
+                charged += 0 if stored.duplicate else 1
+            await session.commit()
+        return charged
 
     async def aclose(self) -> None:
         """No connections of its own: it uses the app's sessions."""
@@ -108,14 +177,70 @@ async def checkout_payment(session: AsyncSession, *, checkout_id: str) -> Paymen
     return payment
 
 
+def renewal_invoice_event(
+    *,
+    subscription: str,
+    period_end: date,
+    amount_minor: int,
+    currency: str,
+    paid: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    """The event Stripe sends for a subscription's renewal invoice, in the current API shape."""
+    invoice_id = f"in_local_{subscription.removeprefix(_SUBSCRIPTION_PREFIX)}_{period_end:%Y%m%d}"
+    invoice = {
+        "id": invoice_id,
+        "object": "invoice",
+        "billing_reason": "subscription_cycle",
+        "status": "paid" if paid else "open",
+        "amount_due": amount_minor,
+        "amount_paid": amount_minor if paid else 0,
+        "currency": currency.lower(),
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {"subscription": subscription},
+        },
+    }
+    return {
+        "id": "evt_" + invoice_id,
+        "object": "event",
+        "type": "invoice.paid" if paid else "invoice.payment_failed",
+        "created": int(now.timestamp()),
+        "livemode": False,
+        "data": {"object": invoice},
+    }
+
+
+async def _card_expiring(session: AsyncSession, subscription: str) -> bool:
+    """Whether the subscription was paid with the page's expiring card (kept in its event)."""
+    checkout_id = _PREFIX + subscription.removeprefix(_SUBSCRIPTION_PREFIX)
+    payload = await session.scalar(
+        select(WebhookEvent.payload).where(
+            WebhookEvent.provider == NAME,
+            WebhookEvent.provider_event_id == _event_id(checkout_id, "paid"),
+        )
+    )
+    metadata = ((payload or {}).get("data") or {}).get("object", {}).get("metadata") or {}
+    return bool(metadata.get("card") == _EXPIRING)
+
+
 async def finish_checkout(
-    session: AsyncSession, *, checkout_id: str, paid: bool, now: datetime
+    session: AsyncSession,
+    *,
+    checkout_id: str,
+    paid: bool,
+    now: datetime,
+    expiring_card: bool = False,
 ) -> events.Stored:
-    """Store the event Stripe would send for this outcome; the caller handles it after commit."""
+    """Store the event Stripe would send for this outcome; the caller handles it after commit.
+
+    `expiring_card` pays now with a card that every later renewal of the subscription finds
+    declined.
+    """
     payment = await checkout_payment(session, checkout_id=checkout_id)
     membership = await session.get(Membership, payment.membership_id)
     subscription = (
-        "sub_local_" + checkout_id.removeprefix(_PREFIX)
+        _SUBSCRIPTION_PREFIX + checkout_id.removeprefix(_PREFIX)
         if paid and membership is not None and membership.auto_renew
         else None
     )
@@ -133,6 +258,8 @@ async def finish_checkout(
         "currency": payment.currency.lower(),
         "metadata": {"payment_id": str(payment.id), "reference": payment.reference},
     }
+    if subscription and expiring_card:
+        checkout["metadata"]["card"] = _EXPIRING
     event = {
         "id": _event_id(checkout_id, "paid" if paid else "declined"),
         "object": "event",

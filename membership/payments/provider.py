@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from membership.errors import DomainError
@@ -81,5 +82,15 @@ class PaymentProvider(Protocol):
     async def start_subscription(self, request: CheckoutRequest) -> Checkout: ...
 
     async def cancel_subscription(self, subscription_id: str) -> None: ...
+
+    async def invoice_of_payment(self, provider_payment_id: str) -> str | None:
+        """The invoice a payment (intent) paid, if any: a subscription's payments are known
+        to us by their invoice, while a refund's charge names only the payment intent."""
+        ...
+
+    async def charge_due_renewals(self, *, now: datetime) -> int:
+        """Charge the subscriptions whose period has ended, where the provider relies on our
+        job runner for it; returns how many it charged (Stripe bills on its own: 0)."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -9,6 +9,7 @@ production no longer sends.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -160,12 +161,47 @@ class StripeProvider:
             subscription_id=_id(session.subscription),
         )
 
+    async def _payment_of_invoice(self, invoice_id: str) -> str:
+        """The payment intent that paid an invoice (current API: the invoice's payments)."""
+        try:
+            listed = await self._client.v1.invoice_payments.list_async(
+                params={"invoice": invoice_id, "status": "paid", "limit": 1}
+            )
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
+        for invoice_payment in listed.data:
+            intent = _id(getattr(invoice_payment.payment, "payment_intent", None))
+            if intent:
+                return intent
+        raise ProviderError(f"Stripe knows no paid payment of invoice {invoice_id}")
+
+    async def invoice_of_payment(self, provider_payment_id: str) -> str | None:
+        try:
+            listed = await self._client.v1.invoice_payments.list_async(
+                params={
+                    "payment": {"type": "payment_intent", "payment_intent": provider_payment_id},
+                    "limit": 1,
+                }
+            )
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
+        return next((_id(found.invoice) for found in listed.data), None)
+
+    async def charge_due_renewals(self, *, now: datetime) -> int:
+        """Stripe charges subscriptions itself and tells us with `invoice.paid` or
+        `invoice.payment_failed`."""
+        return 0
+
     async def refund(
         self, *, provider_payment_id: str, amount_minor: int, idempotency_key: str
     ) -> Refund:
+        """A subscription's payment is ours by invoice id; Stripe refunds its payment intent."""
+        intent = provider_payment_id
+        if provider_payment_id.startswith("in_"):
+            intent = await self._payment_of_invoice(provider_payment_id)
         try:
             refund = await self._client.v1.refunds.create_async(
-                params={"payment_intent": provider_payment_id, "amount": amount_minor},
+                params={"payment_intent": intent, "amount": amount_minor},
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership.clock import utcnow
+from membership.clock import local_date, utcnow
 from membership.models import (
     Card,
     CardStatus,
@@ -249,3 +249,190 @@ async def test_subscription_renewal_failed_renewal_and_cancel(
     )
     await session.commit()
     assert auto_renew is False
+
+
+async def _subscribed(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+) -> tuple[dict[str, Any], Membership]:
+    """An auto-renewing purchase paid through Checkout, its events handled."""
+    await create_product(session, code="ANNUAL", price_minor=7500)
+    await session.commit()
+    body = {
+        "product_code": "ANNUAL",
+        "auto_renew": True,
+        "holders": [
+            {
+                "first_name": "Joke",
+                "last_name": "de Vries",
+                "email": "joke@example.org",
+                "birth_date": "1980-06-15",
+                "postal_code": "2511 CV",
+                "language": "nl",
+            }
+        ],
+    }
+    bought = await client.post("/v1/purchases", json=body)
+    assert bought.status_code == 201, bought.text
+    checkout_id = bought.json()["checkout_url"].rsplit("/", 1)[1]
+    completed = stripe_api.post(f"/_test/checkout/sessions/{checkout_id}/complete").json()
+    await _deliver_events(stripe_api, client)
+    await _settle(app, settings)
+    membership = await session.scalar(select(Membership).where(Membership.auto_renew.is_(True)))
+    await session.commit()
+    assert membership is not None
+    return completed, membership
+
+
+async def _renew_at_stripe(
+    stripe_api: httpx.Client, client: httpx.AsyncClient, completed: dict[str, Any]
+) -> dict[str, Any]:
+    """A renewal invoice paid by the subscription; returns it as Stripe knows it."""
+    invoice = stripe_api.post(
+        "/v1/invoices",
+        data={"customer": completed["customer"], "subscription": completed["subscription"]},
+    ).json()
+    stripe_api.post(f"/_test/invoices/{invoice['id']}/pay").raise_for_status()
+    await _deliver_events(stripe_api, client)
+    paid: dict[str, Any] = stripe_api.get(f"/v1/invoices/{invoice['id']}").json()
+    return paid
+
+
+async def _renewal_payment(session: AsyncSession) -> Payment:
+    payment = await session.scalar(
+        select(Payment)
+        .where(Payment.kind == PaymentKind.RENEWAL)
+        .execution_options(populate_existing=True)
+    )
+    await session.commit()
+    assert payment is not None
+    return payment
+
+
+async def _renewal_is_the_current_term(session: AsyncSession, settings: Settings) -> None:
+    """Travel a year on: the first term is over, the renewal term runs today."""
+    terms = list(await session.scalars(select(MembershipTerm).order_by(MembershipTerm.starts_on)))
+    today = local_date(utcnow(), settings.programme_timezone)
+    shift = terms[1].starts_on - today + timedelta(days=30)
+    for term in terms:
+        term.starts_on -= shift
+        term.ends_on -= shift
+    await session.commit()
+
+
+async def test_operator_refund_of_the_current_renewal_ends_it_and_blocks_cards(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+) -> None:
+    completed, membership = await _subscribed(session, client, stripe_api, app, settings)
+    invoice = await _renew_at_stripe(stripe_api, client, completed)
+    await _settle(app, settings)
+    renewal = await _renewal_payment(session)
+    assert renewal.provider_payment_id == invoice["id"]
+    await _renewal_is_the_current_term(session, settings)
+    operator = await create_staff_user(session, role=StaffRole.OPERATOR_ADMIN)
+    headers = await auth_headers(session, staff_user=operator)
+    await session.commit()
+
+    refunded = await client.post(
+        f"/v1/payments/{renewal.id}/refunds",
+        json={"amount_minor": 7500, "reason": "moved abroad"},
+        headers=headers,
+    )
+    assert refunded.status_code == 201, refunded.text
+    at_stripe = stripe_api.get("/v1/refunds").json()["data"]
+    assert [(r["payment_intent"], r["amount"]) for r in at_stripe] == [
+        (invoice["payment_intent"], 7500)
+    ]
+    delivered = await _deliver_events(stripe_api, client)
+    assert "charge.refunded" in delivered
+    await _settle(app, settings)
+
+    assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 1
+    statuses = list(
+        await session.scalars(select(MembershipTerm.status).order_by(MembershipTerm.starts_on))
+    )
+    await session.commit()
+    assert [s.value for s in statuses] == ["active", "refunded"]
+    gone = (
+        await session.execute(
+            select(Membership.status, Membership.auto_renew).where(Membership.id == membership.id)
+        )
+    ).one()
+    await session.commit()
+    assert tuple(gone) == (MembershipStatus.REFUNDED, False)
+    assert await _count(session, Card, Card.status == CardStatus.BLOCKED) == 1
+    subscription = stripe_api.get(f"/v1/subscriptions/{completed['subscription']}").json()
+    assert subscription["status"] == "canceled"
+
+
+async def test_dashboard_refund_of_an_early_renewal_ends_only_that_term_once(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+) -> None:
+    completed, membership = await _subscribed(session, client, stripe_api, app, settings)
+    invoice = await _renew_at_stripe(stripe_api, client, completed)
+    await _settle(app, settings)
+
+    # Partly, then the rest, from the dashboard: the charge names only its payment intent.
+    intent = invoice["payment_intent"]
+    stripe_api.post("/v1/refunds", data={"payment_intent": intent, "amount": 2500})
+    await _deliver_events(stripe_api, client)
+    renewal = await _renewal_payment(session)
+    assert (renewal.status.value, renewal.refunded_minor) == ("partially_refunded", 2500)
+    assert await _count(session, MembershipTerm, MembershipTerm.status == "refunded") == 0
+
+    stripe_api.post("/v1/refunds", data={"payment_intent": intent, "amount": 5000})
+    delivered = await _deliver_events(stripe_api, client)
+    assert delivered.count("charge.refunded") == 2  # the first one again: changes nothing
+    await _settle(app, settings)
+    renewal = await _renewal_payment(session)
+    assert (renewal.status.value, renewal.refunded_minor) == ("refunded", 7500)
+    assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 2
+    statuses = list(
+        await session.scalars(select(MembershipTerm.status).order_by(MembershipTerm.starts_on))
+    )
+    await session.commit()
+    assert [s.value for s in statuses] == ["active", "refunded"]
+    # The first term still runs: the member keeps the card until its end.
+    still = await session.scalar(select(Membership.status).where(Membership.id == membership.id))
+    await session.commit()
+    assert still == MembershipStatus.ACTIVE
+    assert await _count(session, Card, Card.status == CardStatus.ACTIVE) == 1
+
+
+async def test_refund_of_a_subscriptions_first_payment_goes_to_its_invoice(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+) -> None:
+    completed, _membership = await _subscribed(session, client, stripe_api, app, settings)
+    first = await session.scalar(select(Payment).where(Payment.kind == PaymentKind.PURCHASE))
+    operator = await create_staff_user(session, role=StaffRole.OPERATOR_ADMIN)
+    headers = await auth_headers(session, staff_user=operator)
+    await session.commit()
+    assert first is not None
+    assert first.provider_payment_id == completed["invoice"]
+    refunded = await client.post(
+        f"/v1/payments/{first.id}/refunds",
+        json={"amount_minor": 7500, "reason": "duplicate purchase"},
+        headers=headers,
+    )
+    assert refunded.status_code == 201, refunded.text
+    invoice = stripe_api.get(f"/v1/invoices/{completed['invoice']}").json()
+    at_stripe = stripe_api.get("/v1/refunds").json()["data"]
+    assert [r["payment_intent"] for r in at_stripe] == [invoice["payment_intent"]]
+    await _deliver_events(stripe_api, client)
+    assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 1
+    assert await _count(session, Card, Card.status == CardStatus.BLOCKED) == 1

@@ -5,7 +5,9 @@ internals, so it lives under `tests/` and never ships with the service. It adds:
 - Checkout Sessions in payment mode (`POST/GET /v1/checkout/sessions`) with inline
   `price_data`, and `POST /_test/checkout/sessions/{id}/complete`, which pays the session with a
   real localstripe PaymentIntent and records `checkout.session.completed`;
-- a `charge.refunded` event on every refund (stock localstripe sends no charge events).
+- a `charge.refunded` event on every refund (stock localstripe sends no charge events);
+- `GET /v1/invoice_payments` (current API: how an invoice links to its payment intent, since
+  invoices no longer carry `payment_intent`), filtered by `invoice` or by `payment`.
 Events are read back from `GET /v1/events`, signed by the test and posted into the app.
 """
 
@@ -31,7 +33,7 @@ from localstripe.resources import (
     Subscription,
     store,
 )
-from localstripe.server import app, get_post_data, json_response
+from localstripe.server import app, get_post_data, json_response, unflatten_data
 
 store.dump_to_disk = lambda: None  # no shared /tmp/localstripe.pickle between runs and jobs
 
@@ -230,11 +232,53 @@ def _refund_init(self: Refund, *args: Any, **kwargs: Any) -> None:
 
 Refund.__init__ = _refund_init  # type: ignore[method-assign]
 
+
+def _invoice_payment(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "id": "inpay_" + invoice.id.removeprefix("in_"),
+        "object": "invoice_payment",
+        "invoice": invoice.id,
+        "amount_paid": invoice.amount_paid,
+        "currency": invoice.currency,
+        "status": "paid" if invoice.status == "paid" else "open",
+        "is_default": True,
+        "payment": {"type": "payment_intent", "payment_intent": invoice.payment_intent},
+    }
+
+
+async def list_invoice_payments(request: web.Request) -> web.Response:
+    """The current API's link between an invoice and the payment intent that paid it."""
+    query = unflatten_data(request.query) or {}
+    wanted_invoice = query.get("invoice")
+    payment = query.get("payment") or {}
+    wanted_intent = payment.get("payment_intent") if isinstance(payment, dict) else None
+    found = [
+        _invoice_payment(invoice)
+        for key, invoice in store.items()
+        if key.startswith("invoice:")
+        and invoice.payment_intent is not None
+        and wanted_invoice in (None, invoice.id)
+        and wanted_intent in (None, invoice.payment_intent)
+    ]
+    if query.get("status"):
+        found = [item for item in found if item["status"] == query["status"]]
+    limit = int(query.get("limit", 10))
+    return json_response(
+        {
+            "object": "list",
+            "url": "/v1/invoice_payments",
+            "has_more": len(found) > limit,
+            "data": found[:limit],
+        }
+    )
+
+
 app.router.add_post("/v1/checkout/sessions", create_session)
 app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
 app.router.add_post("/_test/checkout/sessions/{id}/complete", complete_session)
 app.router.add_post("/_test/customers/{id}/declining_card", use_declining_card)
 app.router.add_post("/_test/invoices/{id}/pay", pay_invoice)
+app.router.add_get("/v1/invoice_payments", list_invoice_payments)
 
 
 def main() -> None:
