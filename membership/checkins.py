@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from membership import audit, card_numbers, cards, codes
+from membership import audit, card_numbers, cards, codes, demographics, rollups
 from membership.audit import Actor
 from membership.clock import local_date
 from membership.door import Decision, Facts, Period, Reason, decide, refuse
@@ -295,8 +295,13 @@ async def record_scan(
             "offline": scan.offline_result is not None,
             "flagged": flagged,
         }
+        if member is not None:
+            # Fixed now, so that erasing the member later changes no report (rule 5).
+            values["age_band"] = demographics.age_band(member.birth_date, values["local_date"])
+            values["region"] = demographics.region(member.postal_code)
         checkin = await session.scalar(_insert(dialect, values))
         if checkin is not None:
+            rollups.count_checkin(session, checkin, timezone=institution.timezone)
             visits_today = admitted_before + (1 if decision.admitted else 0)
             return _outcome_of(checkin, card=card, replayed=False, visits_today=visits_today)
         existing = await _find(session, device.id, scan.client_scan_id)
@@ -381,12 +386,16 @@ async def override(
         )
     )
     before = {"result": checkin.result.value, "reason": checkin.reason}
+    zone = (await session.get_one(Institution, checkin.institution_id)).timezone
+    counter_before = rollups.key_of(checkin, timezone=zone)
     checkin.result = CheckinResult.REENTRY if counted_today else CheckinResult.ADMITTED
     checkin.counted = not counted_today and checkin.visitor_key is not None
     checkin.reason = Reason.OVERRIDE.value
     checkin.override_reason = reason
     checkin.overridden_by_id = actor.staff_user_id
     await flush_unique(session, conflict=Conflict("The visit was counted at the same moment."))
+    rollups.note(session, counter_before, -1)
+    rollups.count_checkin(session, checkin, timezone=zone)
     await audit.record(
         session,
         actor=actor,

@@ -83,8 +83,13 @@ def count_checkin(
 
     Call it only for a row really inserted: a replayed scan adds nothing.
     """
+    note(session, key_of(checkin, timezone=timezone), delta)
+
+
+def note(session: AsyncSession, key: CounterKey, delta: int) -> None:
+    """Add `delta` to a counter when the transaction commits (a key taken before a change)."""
     pending: Counter[CounterKey] = session.info.setdefault(_PENDING, Counter())
-    pending[key_of(checkin, timezone=timezone)] += delta
+    pending[key] += delta
 
 
 def _upsert(dialect: str) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -17,37 +16,12 @@ from membership.models import (
     NO_PRODUCT,
     Checkin,
     CheckinResult,
-    Institution,
     InstitutionDayCount,
     Member,
     Venue,
 )
 from tests import factories
-
-
-async def counters(session: AsyncSession) -> Counter[tuple[object, ...]]:
-    rows = (await session.execute(select(InstitutionDayCount))).scalars().all()
-    return Counter(
-        {
-            (r.institution_id, r.local_date, r.hour, r.product_id, r.result, r.reason, r.counted): (
-                r.checkins
-            )
-            for r in rows
-        }
-    )
-
-
-async def brute_counters(session: AsyncSession) -> Counter[tuple[object, ...]]:
-    """The counters straight from their definition: check-ins grouped in Python."""
-    zones = dict((await session.execute(select(Institution.id, Institution.timezone))).all())
-    expected: Counter[tuple[object, ...]] = Counter()
-    for c in (await session.execute(select(Checkin))).scalars():
-        hour = c.scanned_at.astimezone(ZoneInfo(zones[c.institution_id])).hour
-        product = c.product_id or NO_PRODUCT
-        expected[
-            (c.institution_id, c.local_date, hour, product, c.result.value, c.reason, c.counted)
-        ] += 1
-    return expected
+from tests.counters import brute_counters, counters
 
 
 async def _programme(session: AsyncSession) -> None:
