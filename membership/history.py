@@ -3,7 +3,12 @@
 The file is checked whole before anything is written, and written in one transaction: a bad
 row is reported with its line number and nothing of a failed file is half-imported (rule 6).
 Re-importing the same file is harmless: every row's client scan id is derived from the file's
-SHA-256 and its line number.
+SHA-256 and its line number. Imports run one at a time (a PostgreSQL advisory lock held to the
+commit; SQLite serialises writers anyway), so two imports of one file, or two files naming the
+same unknown holder, cannot both write: the second sees what the first committed.
+
+Each row gets its holder's age band and region, and the day counters are added to in the same
+transaction (membership.rollups), so reports read an import like live scans.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Uuid, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership import audit, card_numbers
+from membership import audit, card_numbers, demographics, rollups
 from membership.errors import InvalidValue
 from membership.models import (
+    NO_PRODUCT,
     Card,
     CardStatus,
     Checkin,
@@ -64,7 +70,11 @@ _CHECKIN_COLUMNS = (
     "offline",
     "flagged",
     "imported",
+    "age_band",
+    "region",
 )
+# Any constant: every import takes the same lock, whatever its file.
+_IMPORT_LOCK = 0x6D656D_696D7074
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,8 @@ class _Holder:
     card_id: uuid.UUID
     card_version: int
     product_id: uuid.UUID | None
+    birth_date: date | None = None
+    postal_code: str | None = None
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -138,6 +150,8 @@ async def import_checkins(
     """
     digest = hashlib.sha256(data).hexdigest()[:_SCAN_ID_DIGITS]
     rows = await _parse(session, data)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_IMPORT_LOCK)))
     scan_ids = {row.line: f"import:{digest}:{row.line}" for row in rows}
     done = await _already_imported(session, digest)
     pending = [row for row in rows if scan_ids[row.line] not in done]
@@ -175,6 +189,8 @@ async def import_checkins(
                 False,
                 False,
                 True,
+                demographics.age_band(holder.birth_date, row.local_date),
+                demographics.region(holder.postal_code),
             )
         )
     inserted, counted = await _insert_checkins(session, records, counted=counted)
@@ -322,14 +338,25 @@ async def _resolve_holders(
     holders: dict[str, _Holder] = {}
     for chunk in _chunks(numbers, _LOOKUP_CHUNK):
         result = await session.execute(
-            select(Card.number, Card.id, Card.version, Member.id, Member.visitor_key, Membership)
+            select(
+                Card.number,
+                Card.id,
+                Card.version,
+                Member.id,
+                Member.visitor_key,
+                Member.birth_date,
+                Member.postal_code,
+                Membership,
+            )
             .join(Member, Member.id == Card.member_id)
             .outerjoin(Membership, Membership.id == Card.membership_id)
             .where(Card.number.in_(chunk))
         )
-        for number, card_id, version, member_id, visitor_key, membership in result:
+        for number, card_id, version, member_id, visitor_key, birth, postal, membership in result:
             product_id = membership.product_id if membership is not None else None
-            holders[number] = _Holder(member_id, visitor_key, card_id, version, product_id)
+            holders[number] = _Holder(
+                member_id, visitor_key, card_id, version, product_id, birth, postal
+            )
     for chunk in _chunks(refs, _LOOKUP_CHUNK):
         names = [_HOLDER_PREFIX + ref for ref in chunk]
         imported = await session.execute(
@@ -431,11 +458,12 @@ async def _insert_checkins(
         return 0, 0
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
+        zones = await _zones(session, {record[_COLUMN["institution_id"]] for record in records})
         for chunk in _chunks(records, CHUNK):
-            await session.execute(
-                insert(Checkin),
-                [dict(zip(_CHECKIN_COLUMNS, record, strict=True)) for record in chunk],
-            )
+            rows = [dict(zip(_CHECKIN_COLUMNS, record, strict=True)) for record in chunk]
+            await session.execute(insert(Checkin), rows)
+            for row in rows:
+                rollups.note(session, _counter_key(row, zones), 1)
         return len(records), counted
     columns = ", ".join(_CHECKIN_COLUMNS)
     await session.execute(text("DROP TABLE IF EXISTS checkin_import"))
@@ -452,13 +480,51 @@ async def _insert_checkins(
         records=records,
         columns=list(_CHECKIN_COLUMNS),
     )
+    # The counters get exactly the rows inserted, in the same statement; in key order, as the
+    # check-in service writes them, so a concurrent batch cannot deadlock with the import.
+    hour = "CAST(extract(hour FROM timezone(i.timezone, x.scanned_at)) AS INTEGER)"
+    key = (
+        f"x.institution_id, x.local_date, {hour}, COALESCE(x.product_id, :no_product), "
+        "x.result, x.reason, x.counted"
+    )
     inserted = await session.execute(
         text(
             f"WITH inserted AS (INSERT INTO checkins ({columns}) SELECT {columns} "
-            f"FROM checkin_import ON CONFLICT DO NOTHING RETURNING counted) "
+            f"FROM checkin_import ON CONFLICT DO NOTHING "
+            f"RETURNING institution_id, local_date, scanned_at, product_id, result, reason, "
+            f"counted), "
+            f"counters AS (INSERT INTO institution_day_counts (institution_id, local_date, "
+            f"hour, product_id, result, reason, counted, checkins) "
+            f"SELECT {key}, count(*) FROM inserted x "
+            f"JOIN institutions i ON i.id = x.institution_id GROUP BY {key} ORDER BY {key} "
+            f"ON CONFLICT (institution_id, local_date, hour, product_id, result, reason, "
+            f"counted) DO UPDATE SET checkins = institution_day_counts.checkins "
+            f"+ excluded.checkins) "
             f"SELECT count(*), count(*) FILTER (WHERE counted) FROM inserted"
-        )
+        ).bindparams(bindparam("no_product", NO_PRODUCT, type_=Uuid()))
     )
     total, inserted_counted = inserted.one()
     await session.execute(text("DROP TABLE checkin_import"))
     return int(total), int(inserted_counted)
+
+
+_COLUMN = {name: index for index, name in enumerate(_CHECKIN_COLUMNS)}
+
+
+async def _zones(session: AsyncSession, institution_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    result = await session.execute(
+        select(Institution.id, Institution.timezone).where(Institution.id.in_(institution_ids))
+    )
+    return dict(result.all())
+
+
+def _counter_key(row: dict[str, Any], zones: dict[uuid.UUID, str]) -> rollups.CounterKey:
+    return rollups.CounterKey(
+        institution_id=row["institution_id"],
+        local_date=row["local_date"],
+        hour=row["scanned_at"].astimezone(ZoneInfo(zones[row["institution_id"]])).hour,
+        product_id=row["product_id"] or NO_PRODUCT,
+        result=row["result"],
+        reason=row["reason"],
+        counted=row["counted"],
+    )
