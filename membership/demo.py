@@ -26,7 +26,7 @@ from faker import Faker
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership import card_numbers
+from membership import card_numbers, demographics, rollups
 from membership.audit import Actor
 from membership.door import Reason
 from membership.models import (
@@ -271,6 +271,7 @@ async def seed_demo(
             ],
         )
     institution_ids = {code: row["id"] for code, row in builder.institutions.items()}
+    await rollups.rebuild(session, set(institution_ids.values()))
     taken = set(
         await session.scalars(
             select(StaffUser.email).where(StaffUser.email.in_([x.email for x in DEMO_LOGINS]))
@@ -962,6 +963,8 @@ class _Builder:
                 "override_reason": None,
                 "overridden_by_id": None,
                 "imported": False,
+                "age_band": demographics.age_band(holder.row["birth_date"], day),
+                "region": demographics.region(holder.row["postal_code"]),
             }
         )
 

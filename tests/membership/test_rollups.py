@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import migrations
-from membership import demographics, rollups
+from membership import demo, demographics, rollups
 from membership.db import create_sessionmaker
 from membership.models import (
     NO_PRODUCT,
@@ -155,3 +155,15 @@ async def test_migration_backfills_existing_checkins(
         assert await counters(fresh) == expected_counters
         stored = (await fresh.execute(select(Checkin.id, Checkin.age_band, Checkin.region))).all()
         assert {i: (band, region) for i, band, region in stored} == expected_bands
+
+
+async def test_the_demo_fills_demographics_and_counters(session: AsyncSession) -> None:
+    await demo.seed_demo(session, today=date(2026, 6, 15), scale=0.1)
+    await session.commit()
+    assert await counters(session) == await brute_counters(session)
+    rows = (await session.execute(select(Checkin, Member).join(Member))).all()
+    assert rows
+    for checkin, member in rows:
+        assert checkin.age_band == demographics.age_band(member.birth_date, checkin.local_date)
+        assert checkin.region == demographics.region(member.postal_code)
+    assert {checkin.age_band for checkin, _ in rows} - {None}
