@@ -54,14 +54,21 @@ def _backfill(dialect: str) -> None:
         f"WHEN ({day} - {birth}) / 10000 >= {low} THEN '{label}'"
         for low, label in reversed(_AGE_BANDS)
     )
-    op.execute(
-        "UPDATE checkins SET "
-        f"age_band = (SELECT CASE WHEN {birth} > {day} THEN NULL {bands} END "
-        "FROM members m WHERE m.id = checkins.member_id), "
-        "region = (SELECT NULLIF(substr(m.postal_code, 1, 2), '') "
-        "FROM members m WHERE m.id = checkins.member_id) "
-        "WHERE member_id IS NOT NULL"
-    )
+    band = f"CASE WHEN {birth} > {day} THEN NULL {bands} END"
+    region = "NULLIF(substr(m.postal_code, 1, 2), '')"
+    if dialect == "postgresql":
+        # One hash join rather than two subqueries per row: millions of rows at national scale.
+        op.execute(
+            f"UPDATE checkins SET age_band = {band}, region = {region} "
+            "FROM members m WHERE m.id = checkins.member_id"
+        )
+    else:
+        op.execute(
+            f"UPDATE checkins SET age_band = (SELECT {band} FROM members m "
+            "WHERE m.id = checkins.member_id), "
+            f"region = (SELECT {region} FROM members m WHERE m.id = checkins.member_id) "
+            "WHERE member_id IS NOT NULL"
+        )
     if dialect == "postgresql":
         hour = "CAST(extract(hour FROM timezone(i.timezone, c.scanned_at)) AS INTEGER)"
     else:
@@ -108,6 +115,9 @@ def upgrade() -> None:
     with op.batch_alter_table("checkins", schema=None) as batch_op:
         batch_op.add_column(sa.Column("age_band", sa.String(length=8), nullable=True))
         batch_op.add_column(sa.Column("region", sa.String(length=8), nullable=True))
+    # Filled before the index exists, so the index is built once rather than row by row.
+    _backfill(op.get_bind().dialect.name)
+    with op.batch_alter_table("checkins", schema=None) as batch_op:
         batch_op.create_index(
             "ix_checkins_counted_cover",
             ["institution_id", "local_date", "visitor_key"],
@@ -116,7 +126,6 @@ def upgrade() -> None:
             postgresql_where=sa.text("counted"),
             sqlite_where=sa.text("counted"),
         )
-    _backfill(op.get_bind().dialect.name)
 
 
 def downgrade() -> None:
