@@ -19,6 +19,7 @@ from api.routers import (
     staff_users,
 )
 from api.routers.cards import router as cards_router
+from api.routers.failed_work import router as failed_work_router
 from api.routers.keys import router as keys_router
 from api.routers.members import router as members_router
 from api.routers.payments import router as payments_router
@@ -68,4 +69,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(purchases_router)
     app.include_router(payments_router)
     app.include_router(members_router)
+    app.include_router(failed_work_router)
     return app

@@ -113,10 +113,14 @@ async def local_checkout_finish(
 ) -> RedirectResponse:
     """Sends the event Stripe would send, then returns the browser as Stripe would."""
     _local_only(provider)
-    if outcome not in ("pay", "decline"):
+    if outcome not in ("pay", "pay-expiring-card", "decline"):
         raise NotFound("No such checkout action.")
     stored = await local.finish_checkout(
-        session, checkout_id=checkout_id, paid=outcome == "pay", now=utcnow()
+        session,
+        checkout_id=checkout_id,
+        paid=outcome != "decline",
+        expiring_card=outcome == "pay-expiring-card",
+        now=utcnow(),
     )
     if stored.event_id is not None:
         background.add_task(_process, request, stored.event_id, settings)
