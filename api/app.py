@@ -22,6 +22,7 @@ from api.routers.cards import router as cards_router
 from api.routers.failed_work import router as failed_work_router
 from api.routers.keys import router as keys_router
 from api.routers.members import router as members_router
+from api.routers.pages import router as pages_router
 from api.routers.payments import router as payments_router
 from api.routers.purchases import router as purchases_router
 from api.routers.reports import router as reports_router
@@ -70,4 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(members_router)
     app.include_router(failed_work_router)
+    app.include_router(pages_router)
     return app

@@ -185,3 +185,48 @@ async def update_details(
             changes={name: [str(old), str(values[name])] for name, old in before.items()},
         )
     return member
+
+
+async def pending_sign_in(session: AsyncSession, *, token: str, now: datetime) -> str | None:
+    """The address a live link is for, without using it up.
+
+    The landing page shows this before the visitor presses "sign in": mail scanners fetch
+    links to check them, and a fetch must not spend the member's single use.
+    """
+    email: str | None = await session.scalar(
+        select(MemberSignInLink.email).where(
+            MemberSignInLink.token_hash == _hash(token),
+            MemberSignInLink.used_at.is_(None),
+            MemberSignInLink.expires_at > now,
+        )
+    )
+    return email
+
+
+async def language_of(session: AsyncSession, *, email: str) -> str | None:
+    """The language a person chose as a holder (their newest choice if they hold several)."""
+    language: str | None = await session.scalar(
+        select(Member.language)
+        .where(Member.email == email.lower(), Member.erased_at.is_(None))
+        .order_by(Member.created_at.desc())
+        .limit(1)
+    )
+    return language
+
+
+async def sign_out(session: AsyncSession, *, token: str, now: datetime) -> None:
+    """End a member session at once (a shared computer), not when it would expire."""
+    await session.execute(
+        update(MemberSession)
+        .where(MemberSession.token_hash == _hash(token), MemberSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def link_language(session: AsyncSession, *, token: str) -> str | None:
+    """The language of whoever a link was sent to, used or not: a stale link's page is still
+    shown in their language."""
+    email = await session.scalar(
+        select(MemberSignInLink.email).where(MemberSignInLink.token_hash == _hash(token))
+    )
+    return await language_of(session, email=email) if email else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import uuid
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api import problems
+from api import pages, problems
 from api.auth import OperatorAdmin
 from api.deps import SessionDep, SettingsDep
 from api.schemas.purchases import PaymentRead, RefundCreate
@@ -69,31 +68,29 @@ def _local_only(provider: PaymentProvider) -> None:
         raise NotFound("The local checkout is switched off.")
 
 
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Local checkout</title></head><body><h1>Local checkout (demo, no money moves)</h1>
-<p>Payment {reference}: {amount} {currency}</p>
-<form method="post" action="{base}/pay"><button>Pay</button></form>
-<form method="post" action="{base}/decline"><button>Decline</button></form>
-</body></html>"""
-
-
 @router.get(
     "/local/checkouts/{checkout_id}",
     response_class=HTMLResponse,
     responses=problems.responses(404),
 )
 async def local_checkout_page(
-    checkout_id: str, session: SessionDep, provider: ProviderDep
+    checkout_id: str, request: Request, session: SessionDep, provider: ProviderDep
 ) -> HTMLResponse:
+    """Stands in for Stripe's page; an auto-renewing purchase may pick a card that will be
+    declined at renewal, to show the grace days."""
     _local_only(provider)
     payment = await local.checkout_payment(session, checkout_id=checkout_id)
-    return HTMLResponse(
-        _PAGE.format(
-            reference=html.escape(payment.reference),
-            amount=f"{payment.amount_minor / 100:.2f}",
-            currency=html.escape(payment.currency),
-            base=f"/v1/payments/local/checkouts/{html.escape(checkout_id)}",
-        )
+    membership = await memberships.load_membership(session, membership_id=payment.membership_id)
+    holder = membership.holders[0] if membership.holders else None
+    return pages.render(
+        request,
+        "local_checkout",
+        language=pages.language_for(request, holder.language if holder else None),
+        reference=payment.reference,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        auto_renew=membership.auto_renew,
+        action=f"/v1/payments/local/checkouts/{checkout_id}",
     )
 
 

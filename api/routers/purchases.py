@@ -5,15 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from api import problems
+from api import pages, problems
 from api.deps import SessionDep, SettingsDep
 from api.routers.payments import ProviderDep
 from api.schemas.purchases import PurchaseCreate, PurchaseRead
 from membership import memberships
 from membership.clock import utcnow
+from membership.models import PaymentStatus
 from membership.payments import idempotency
 
 router = APIRouter(prefix="/v1/purchases", tags=["purchases"])
@@ -62,14 +63,56 @@ async def create_purchase(
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 
 
+_STATES = {
+    PaymentStatus.PENDING: "pending",
+    PaymentStatus.SUCCEEDED: "paid",
+    PaymentStatus.PARTIALLY_REFUNDED: "paid",
+    PaymentStatus.REFUNDED: "refunded",
+    PaymentStatus.FAILED: "failed",
+    PaymentStatus.CANCELLED: "failed",
+}
+# A pending page looks again this often (a meta refresh: no JavaScript needed).
+PENDING_REFRESH_SECONDS = 5
+
+
+def _wants_html(request: Request) -> bool:
+    """Browsers coming back from the checkout ask for HTML; API clients get JSON."""
+    return "text/html" in request.headers.get("accept", "")
+
+
 @router.get(
-    "/{payment_id}/return", response_model=PurchaseRead, responses=problems.responses(404, 502)
+    "/{payment_id}/return",
+    response_model=PurchaseRead,
+    responses={
+        **problems.responses(404, 502),
+        200: {"content": {"text/html": {}}, "description": "JSON, or a page for a browser"},
+    },
 )
 async def purchase_return(
-    payment_id: uuid.UUID, session: SessionDep, settings: SettingsDep, provider: ProviderDep
-) -> PurchaseRead:
-    """Where the checkout sends the browser back: asks the provider, applies a paid payment."""
+    payment_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    provider: ProviderDep,
+) -> PurchaseRead | HTMLResponse:
+    """Where the checkout sends the browser back: asks the provider, applies a paid payment,
+    and shows the visitor paid, pending (looking again by itself) or failed."""
     payment, membership = await memberships.confirm_with_provider(
         session, provider=provider, payment_id=payment_id, settings=settings, now=utcnow()
     )
-    return PurchaseRead.of_payment(payment, membership)
+    if not _wants_html(request):
+        return PurchaseRead.of_payment(payment, membership)
+    state = _STATES[payment.status]
+    holder = membership.holders[0] if membership.holders else None
+    return pages.render(
+        request,
+        "checkout_return",
+        language=pages.language_for(request, holder.language if holder else None),
+        refresh_seconds=PENDING_REFRESH_SECONDS if state == "pending" else None,
+        state=state,
+        product=membership.product.name,
+        reference=payment.reference,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        paid_until=memberships.paid_until(membership),
+    )
