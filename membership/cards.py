@@ -8,6 +8,7 @@ audit row (DESIGN: audit every change to cards).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -519,11 +520,19 @@ def valid_until(card: Card) -> date:
     if membership is None:
         raise CardStateConflict("This card belongs to no membership; it has no code.")
     ends = [term.ends_on for term in membership.terms if term.status == TermStatus.ACTIVE]
-    if not ends:
+    return last_valid_day(ends, card.expires_at)
+
+
+def last_valid_day(term_ends: Sequence[date], expires_at: datetime | None) -> date:
+    """`valid_until` from plain values: the paid terms' end dates and a desk card's expiry.
+
+    The door reads these columns without loading the card's objects, and must show the same day.
+    """
+    if not term_ends:
         raise MembershipNotActive("The membership has no paid term.")
-    last_day = max(ends) - timedelta(days=1)
-    if card.expires_at is not None:
-        last_day = min(last_day, card.expires_at.date())
+    last_day = max(term_ends) - timedelta(days=1)
+    if expires_at is not None:
+        last_day = min(last_day, expires_at.date())
     return last_day
 
 

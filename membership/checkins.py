@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 
 from membership import audit, card_numbers, cards, codes, demographics, rollups
 from membership.audit import Actor
@@ -31,12 +31,15 @@ from membership.door import Decision, Facts, Period, Reason, decide, refuse
 from membership.errors import Conflict, DomainError, NotFound
 from membership.models import (
     Card,
+    CardStatus,
     Checkin,
     CheckinResult,
     Device,
     Institution,
     Member,
     Membership,
+    MembershipStatus,
+    MembershipTerm,
     Product,
     TermStatus,
     product_institutions,
@@ -44,7 +47,6 @@ from membership.models import (
 from membership.pagination import flush_unique
 
 _TYPED_NUMBER = re.compile(r"^[\d\s\-]{1,40}$")
-_ADMITTED = (CheckinResult.ADMITTED, CheckinResult.REENTRY)
 
 
 @dataclass(frozen=True)
@@ -59,22 +61,24 @@ class Scan:
     offline_reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """What the doorman sees about a card: who holds it, on what product, until when."""
+
+    name: str
+    has_photo: bool
+    product_name: str | None
+    product_code: str | None
+    valid_until: date | None
+    card_number: str
+
+
 @dataclass(frozen=True)
 class ScanOutcome:
     checkin: Checkin
-    card: Card | None
-    member: Member | None
-    product: Product | None
-    valid_until: date | None
+    holder: Holder | None
     visits_today: int
     replayed: bool
-
-
-@dataclass(frozen=True)
-class _Identified:
-    card: Card | None
-    scanned_version: int | None
-    refusal: Reason | None
 
 
 def _identify_code(
@@ -94,87 +98,217 @@ def _identify_code(
     return verification.code.card_number, verification.code.card_version, None
 
 
-async def _load_card(
-    session: AsyncSession, *, number: str | None = None, card_id: uuid.UUID | None = None
-) -> Card | None:
-    """The card with all the door needs, in two round trips (card row joined, then terms)."""
-    condition = Card.number == number if number is not None else Card.id == card_id
-    return await session.scalar(
-        select(Card)
-        .where(condition)
-        .options(
-            joinedload(Card.member),
-            joinedload(Card.membership).joinedload(Membership.product),
-            joinedload(Card.membership).selectinload(Membership.terms),
-        )
+# The door reads plain columns with Core statements built once at import: a scan is the hottest
+# path of the service, and loading ORM objects (identity map, relationships) or building and
+# hashing a new statement per scan cost more CPU than everything else the door does.
+_card = typing.cast(Table, Card.__table__)
+_member = typing.cast(Table, Member.__table__)
+_membership = typing.cast(Table, Membership.__table__)
+_product = typing.cast(Table, Product.__table__)
+_term = typing.cast(Table, MembershipTerm.__table__)
+_scan = typing.cast(Table, Checkin.__table__)
+
+# One row per paid term (or one row without a term): the card, its holder, membership, product.
+_CARD = select(
+    _card.c.id,
+    _card.c.number,
+    _card.c.version,
+    _card.c.status,
+    _card.c.expires_at,
+    _card.c.visit_limit,
+    _card.c.member_id,
+    _member.c.visitor_key,
+    _member.c.first_name,
+    _member.c.last_name,
+    _member.c.photo_path,
+    _member.c.birth_date,
+    _member.c.postal_code,
+    _membership.c.status.label("membership_status"),
+    _membership.c.product_id,
+    _product.c.name.label("product_name"),
+    _product.c.code.label("product_code"),
+    _product.c.grace_days,
+    _term.c.starts_on,
+    _term.c.ends_on,
+).select_from(
+    _card.join(_member, _member.c.id == _card.c.member_id)
+    .outerjoin(_membership, _membership.c.id == _card.c.membership_id)
+    .outerjoin(_product, _product.c.id == _membership.c.product_id)
+    .outerjoin(
+        _term,
+        and_(_term.c.membership_id == _membership.c.id, _term.c.status == TermStatus.ACTIVE),
+    )
+)
+_CARD_BY_ID = _CARD.where(_card.c.id == bindparam("card_id"))
+
+
+def _visitor_scans_here(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The holder's scans at this institution around this scan; the bounds on `scanned_at` keep
+    a loyal visitor's years of scans out of the (visitor key, scanned at) index range."""
+    return and_(
+        _scan.c.visitor_key == _member.c.visitor_key,
+        _scan.c.institution_id == bindparam("institution_id"),
+        _scan.c.scanned_at > bindparam("scans_from"),
+        _scan.c.scanned_at < bindparam("scans_until"),
+        *conditions,
     )
 
 
-async def _accepted_here(
-    session: AsyncSession, product: Product, institution_id: uuid.UUID
-) -> bool:
-    if product.accepted_everywhere:
-        return True
-    listed = await session.scalar(
-        select(func.count()).where(
-            product_institutions.c.product_id == product.id,
-            product_institutions.c.institution_id == institution_id,
+# Admitted or re-entered, as `Decision.admitted`; not an IN list, which is rendered anew per call.
+_ADMITTED_HERE = _scan.c.result != CheckinResult.REFUSED
+_TODAY = _scan.c.local_date == bindparam("day")
+# The card and every fact the decision needs, in one round trip.
+_DOOR = _CARD.add_columns(
+    or_(
+        _product.c.accepted_everywhere,
+        exists().where(
+            product_institutions.c.product_id == _product.c.id,
+            product_institutions.c.institution_id == bindparam("institution_id"),
+        ),
+    ).label("accepted_here"),
+    select(func.max(_scan.c.scanned_at))
+    .where(
+        _visitor_scans_here(
+            _ADMITTED_HERE,
+            _scan.c.scanned_at > bindparam("window_from"),
+            _scan.c.scanned_at < bindparam("window_until"),
         )
     )
-    return bool(listed)
+    .scalar_subquery()
+    .label("last_admitted"),
+    select(func.count())
+    .where(_visitor_scans_here(_scan.c.counted, _TODAY))
+    .scalar_subquery()
+    .label("counted_today"),
+    select(func.count())
+    .where(_visitor_scans_here(_ADMITTED_HERE, _TODAY))
+    .scalar_subquery()
+    .label("admitted_today"),
+).where(_card.c.number == bindparam("number"))
+_COUNTED_ON_CARD = select(func.count()).where(
+    _scan.c.card_id == bindparam("card_id"), _scan.c.counted
+)
+_VISITS_TODAY = select(func.count()).where(
+    _scan.c.visitor_key == bindparam("visitor_key"),
+    _scan.c.institution_id == bindparam("institution_id"),
+    _scan.c.local_date == bindparam("day"),
+    _ADMITTED_HERE,
+)
+# Parameters come at execution: the insert is compiled once per set of columns given.
+_INSERT = {
+    "postgresql": postgresql.insert(_scan).on_conflict_do_nothing().returning(_scan.c.id),
+    "sqlite": sqlite.insert(_scan).on_conflict_do_nothing().returning(_scan.c.id),
+}
 
 
-@dataclass(frozen=True)
-class _Gathered:
+@dataclass(frozen=True, slots=True)
+class _DoorCard:
+    """A card as the door sees it, from the rows of `_CARD`."""
+
+    id: uuid.UUID
+    number: str
+    version: int
+    status: CardStatus
+    expires_at: datetime | None
+    visit_limit: int | None
+    member_id: uuid.UUID
+    visitor_key: str | None
+    name: str
+    photo_path: str | None
+    birth_date: date | None
+    postal_code: str | None
+    membership_status: MembershipStatus | None
+    product_id: uuid.UUID | None
+    product_name: str | None
+    product_code: str | None
+    grace_days: int
+    periods: tuple[Period, ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[Any]) -> _DoorCard:
+        """From the rows of `_CARD` for one card: one per paid term."""
+        row = rows[0]
+        return cls(
+            id=row.id,
+            number=row.number,
+            version=row.version,
+            status=row.status,
+            expires_at=row.expires_at,
+            visit_limit=row.visit_limit,
+            member_id=row.member_id,
+            visitor_key=row.visitor_key,
+            # As Member.full_name.
+            name=f"{row.first_name} {row.last_name}".strip(),
+            photo_path=row.photo_path,
+            birth_date=row.birth_date,
+            postal_code=row.postal_code,
+            membership_status=row.membership_status,
+            product_id=row.product_id,
+            product_name=row.product_name,
+            product_code=row.product_code,
+            grace_days=row.grace_days or 0,
+            periods=tuple(Period(r.starts_on, r.ends_on) for r in rows if r.starts_on is not None),
+        )
+
+    def holder(self) -> Holder:
+        valid_until = None
+        if self.membership_status is not None:
+            with contextlib.suppress(DomainError):
+                valid_until = cards.last_valid_day(
+                    [period.ends_on for period in self.periods], self.expires_at
+                )
+        return Holder(
+            name=self.name,
+            has_photo=self.photo_path is not None,
+            product_name=self.product_name,
+            product_code=self.product_code,
+            valid_until=valid_until,
+            card_number=self.number,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Door:
+    card: _DoorCard
     facts: Facts
     admitted_today: int
 
 
-async def _gather_facts(
+async def _read_door(
     session: AsyncSession,
     *,
-    card: Card,
+    number: str,
     scanned_version: int | None,
     institution: Institution,
     scanned_at: datetime,
-) -> _Gathered:
-    """The visitor's scans around this one at this institution, in one indexed query."""
-    membership = card.membership
-    product = membership.product if membership else None
+) -> _Door | None:
+    """The card and the holder's scans around this one at this institution, or None."""
     zone = ZoneInfo(institution.timezone)
     day = scanned_at.astimezone(zone).date()
     window = timedelta(minutes=institution.anti_passback_minutes)
     day_start = datetime.combine(day, time.min, tzinfo=zone)
     day_end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
-    admitted = Checkin.result.in_(_ADMITTED)
-    in_window = and_(
-        admitted, Checkin.scanned_at > scanned_at - window, Checkin.scanned_at < scanned_at + window
-    )
-    today = Checkin.local_date == day
-    row = (
+    rows = (
         await session.execute(
-            select(
-                func.max(Checkin.scanned_at).filter(in_window),
-                func.count().filter(Checkin.counted, today),
-                func.count().filter(admitted, today),
-            ).where(
-                Checkin.visitor_key == card.member.visitor_key,
-                Checkin.institution_id == institution.id,
-                # Bounds on the indexed column keep a loyal visitor's years of scans out of it.
-                Checkin.scanned_at > min(scanned_at - window, day_start) - timedelta(hours=1),
-                Checkin.scanned_at < max(scanned_at + window, day_end) + timedelta(hours=1),
-            )
+            _DOOR,
+            {
+                "number": number,
+                "institution_id": institution.id,
+                "day": day,
+                "window_from": scanned_at - window,
+                "window_until": scanned_at + window,
+                "scans_from": min(scanned_at - window, day_start) - timedelta(hours=1),
+                "scans_until": max(scanned_at + window, day_end) + timedelta(hours=1),
+            },
         )
-    ).one()
-    last_admitted, counted_today, admitted_today = row
+    ).all()
+    if not rows:
+        return None
+    card = _DoorCard.of(rows)
+    row = rows[0]
     counted_on_card = 0
     if card.visit_limit is not None:
-        counted_on_card = (
-            await session.scalar(
-                select(func.count()).where(Checkin.card_id == card.id, Checkin.counted)
-            )
-            or 0
-        )
+        counted_on_card = await session.scalar(_COUNTED_ON_CARD, {"card_id": card.id}) or 0
     facts = Facts(
         scanned_at=scanned_at,
         local_day=day,
@@ -184,25 +318,15 @@ async def _gather_facts(
         card_expires_at=card.expires_at,
         visit_limit=card.visit_limit,
         visits_counted_on_card=counted_on_card,
-        membership_status=membership.status if membership else None,
-        periods=tuple(
-            Period(term.starts_on, term.ends_on)
-            for term in (membership.terms if membership else [])
-            if term.status is TermStatus.ACTIVE
-        ),
-        grace_days=product.grace_days if product else 0,
-        accepted_here=product is not None
-        and await _accepted_here(session, product, institution.id),
+        membership_status=card.membership_status,
+        periods=card.periods,
+        grace_days=card.grace_days,
+        accepted_here=bool(row.accepted_here),
         anti_passback=window,
-        last_admitted_here_at=last_admitted,
-        counted_here_today=bool(counted_today),
+        last_admitted_here_at=row.last_admitted,
+        counted_here_today=bool(row.counted_today),
     )
-    return _Gathered(facts=facts, admitted_today=admitted_today or 0)
-
-
-def _insert(dialect: str, values: dict[str, Any]) -> Any:
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Checkin)
-    return statement.values(**values).on_conflict_do_nothing().returning(Checkin)
+    return _Door(card=card, facts=facts, admitted_today=row.admitted_today or 0)
 
 
 async def _find(session: AsyncSession, device_id: uuid.UUID, client_scan_id: str) -> Checkin | None:
@@ -250,32 +374,33 @@ async def record_scan(
 ) -> ScanOutcome:
     """Decide and store one scan at `device`'s venue; the same scan sent again changes nothing.
 
-    A re-sent scan is not looked up first: the insert's ON CONFLICT finds it, which keeps the
-    common case (a new scan) one round trip shorter.
+    A new scan takes two statements: one read of the card with every fact, one insert. A re-sent
+    scan is not looked up first: the insert's ON CONFLICT finds it.
     """
     institution = device.venue.institution
     number, scanned_version, refusal = _identify_code(scan.code, keys=keys, programme=programme)
-    card = await _load_card(session, number=number) if number else None
-    if refusal is None and card is None:
-        refusal = Reason.UNKNOWN_CARD
     dialect = session.get_bind().dialect.name
 
     for _attempt in range(3):
         flagged = False
         admitted_before = 0
-        if card is None or refusal is not None:
-            decision = refuse(refusal or Reason.UNKNOWN_CARD)
-        else:
-            gathered = await _gather_facts(
+        door = (
+            await _read_door(
                 session,
-                card=card,
+                number=number,
                 scanned_version=scanned_version,
                 institution=institution,
                 scanned_at=scan.scanned_at,
             )
-            admitted_before = gathered.admitted_today
-            decision, flagged = _offline_stands(scan, decide(gathered.facts), gathered.facts)
-        member = card.member if card else None
+            if number
+            else None
+        )
+        card = door.card if door else None
+        if door is None or refusal is not None:
+            decision = refuse(refusal or Reason.UNKNOWN_CARD)
+        else:
+            admitted_before = door.admitted_today
+            decision, flagged = _offline_stands(scan, decide(door.facts), door.facts)
         values: dict[str, Any] = {
             "client_scan_id": scan.client_scan_id,
             "device_id": device.id,
@@ -283,9 +408,9 @@ async def record_scan(
             "venue_id": device.venue_id,
             "card_id": card.id if card else None,
             "card_version": scanned_version,
-            "member_id": member.id if member else None,
-            "visitor_key": member.visitor_key if member else None,
-            "product_id": card.membership.product_id if card and card.membership else None,
+            "member_id": card.member_id if card else None,
+            "visitor_key": card.visitor_key if card else None,
+            "product_id": card.product_id if card else None,
             "scanned_at": scan.scanned_at,
             "received_at": received_at,
             "local_date": local_date(scan.scanned_at, institution.timezone),
@@ -294,16 +419,24 @@ async def record_scan(
             "counted": decision.counted,
             "offline": scan.offline_result is not None,
             "flagged": flagged,
+            "imported": False,
         }
-        if member is not None:
+        if card is not None:
             # Fixed now, so that erasing the member later changes no report (rule 5).
-            values["age_band"] = demographics.age_band(member.birth_date, values["local_date"])
-            values["region"] = demographics.region(member.postal_code)
-        checkin = await session.scalar(_insert(dialect, values))
-        if checkin is not None:
+            values["age_band"] = demographics.age_band(card.birth_date, values["local_date"])
+            values["region"] = demographics.region(card.postal_code)
+        checkin_id = await session.scalar(_INSERT[dialect], values)
+        if checkin_id is not None:
+            # The row as inserted, not attached to the session: nothing reloads it.
+            checkin = Checkin(id=checkin_id, **values)
             rollups.count_checkin(session, checkin, timezone=institution.timezone)
             visits_today = admitted_before + (1 if decision.admitted else 0)
-            return _outcome_of(checkin, card=card, replayed=False, visits_today=visits_today)
+            return ScanOutcome(
+                checkin=checkin,
+                holder=card.holder() if card else None,
+                visits_today=visits_today,
+                replayed=False,
+            )
         existing = await _find(session, device.id, scan.client_scan_id)
         if existing is not None:
             return await _outcome(session, existing, replayed=True)
@@ -313,40 +446,24 @@ async def record_scan(
 
 async def _outcome(session: AsyncSession, checkin: Checkin, *, replayed: bool) -> ScanOutcome:
     """The answer for a stored scan (a replay or an override), read back from the database."""
-    card = await _load_card(session, card_id=checkin.card_id) if checkin.card_id else None
+    holder = None
+    if checkin.card_id is not None:
+        rows = (await session.execute(_CARD_BY_ID, {"card_id": checkin.card_id})).all()
+        holder = _DoorCard.of(rows).holder() if rows else None
     visits_today = 0
     if checkin.visitor_key is not None:
         visits_today = (
             await session.scalar(
-                select(func.count()).where(
-                    Checkin.visitor_key == checkin.visitor_key,
-                    Checkin.institution_id == checkin.institution_id,
-                    Checkin.local_date == checkin.local_date,
-                    Checkin.result.in_(_ADMITTED),
-                )
+                _VISITS_TODAY,
+                {
+                    "visitor_key": checkin.visitor_key,
+                    "institution_id": checkin.institution_id,
+                    "day": checkin.local_date,
+                },
             )
             or 0
         )
-    return _outcome_of(checkin, card=card, replayed=replayed, visits_today=visits_today)
-
-
-def _outcome_of(
-    checkin: Checkin, *, card: Card | None, replayed: bool, visits_today: int
-) -> ScanOutcome:
-    membership = card.membership if card else None
-    valid_until = None
-    if card is not None and membership is not None:
-        with contextlib.suppress(DomainError):
-            valid_until = cards.valid_until(card)
-    return ScanOutcome(
-        checkin=checkin,
-        card=card,
-        member=card.member if card else None,
-        product=membership.product if membership else None,
-        valid_until=valid_until,
-        visits_today=visits_today,
-        replayed=replayed,
-    )
+    return ScanOutcome(checkin=checkin, holder=holder, visits_today=visits_today, replayed=replayed)
 
 
 class NotRefused(Conflict):

@@ -70,15 +70,15 @@ class CheckinRead(BaseModel):
     def of(cls, outcome: ScanOutcome) -> CheckinRead:
         checkin = outcome.checkin
         holder = None
-        if outcome.card is not None and outcome.member is not None:
-            member = outcome.member
+        if outcome.holder is not None:
+            seen = outcome.holder
             holder = Holder(
-                name=member.full_name,
-                photo_url=f"/v1/checkins/{checkin.id}/photo" if member.photo_path else None,
-                product=outcome.product.name if outcome.product else None,
-                product_code=outcome.product.code if outcome.product else None,
-                valid_until=outcome.valid_until,
-                card_number=card_numbers.display(outcome.card.number),
+                name=seen.name,
+                photo_url=f"/v1/checkins/{checkin.id}/photo" if seen.has_photo else None,
+                product=seen.product_name,
+                product_code=seen.product_code,
+                valid_until=seen.valid_until,
+                card_number=card_numbers.display(seen.card_number),
             )
         return cls(
             id=checkin.id,
