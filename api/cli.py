@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 import uvicorn
@@ -226,23 +228,43 @@ app.add_typer(jobs_app, name="jobs")
 def jobs_run(
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
     interval: Annotated[float, typer.Option(min=1.0, help="Seconds between passes.")] = 15.0,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Demo only (local provider): one pass as if it were this day, to show "
+            "renewals, grace and expiry without waiting a year.",
+        ),
+    ] = None,
 ) -> None:
     """Drain provider events and the outbox, move memberships on, send reminders.
 
     Safe to run on several machines at once: no two runners do the same work.
     """
     settings = Settings()
-    report = asyncio.run(_run_jobs(settings, once=once, interval=interval))
+    if as_of is not None and settings.payment_provider != "local":
+        raise typer.BadParameter("only with the local payment provider", param_hint="--as-of")
+    now = (
+        datetime.combine(as_of.date(), time(12), ZoneInfo(settings.programme_timezone))
+        if as_of is not None
+        else None
+    )
+    report = asyncio.run(
+        _run_jobs(settings, once=once or now is not None, interval=interval, now=now)
+    )
     if report is not None:
         typer.echo(report.summary())
 
 
-async def _run_jobs(settings: Settings, *, once: bool, interval: float) -> jobs.PassReport | None:
+async def _run_jobs(
+    settings: Settings, *, once: bool, interval: float, now: datetime | None = None
+) -> jobs.PassReport | None:
     engine = create_engine(settings.database_url)
     try:
         sessionmaker = create_sessionmaker(engine)
         if once:
-            return await jobs.run_once(sessionmaker, settings=settings, now=utcnow())
+            return await jobs.run_once(sessionmaker, settings=settings, now=now or utcnow())
         await jobs.run_forever(sessionmaker, settings=settings, interval=interval)
         return None
     finally:

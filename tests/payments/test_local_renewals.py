@@ -8,7 +8,7 @@ card); the same handlers as for Stripe then extend the membership or start its g
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +16,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
 
+from api.app import create_app
+from api.cli import app as cli
 from membership import jobs
 from membership.clock import local_date, utcnow
 from membership.models import (
@@ -183,3 +186,50 @@ async def test_several_runners_at_once_charge_one_renewal(
     assert sum(report.renewals_charged for report in reports) == 1
     assert await _count(session, MembershipTerm) == 2
     assert await _count(session, OutboxEmail, OutboxEmail.template == "renewed") == 1
+
+
+def test_the_demo_runner_renews_as_of_a_later_day(settings: Settings, tmp_path: Any) -> None:
+    """`membership jobs run --as-of DAY` shows a renewal in a demo without waiting a year."""
+
+    async def bought() -> date:
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with (
+                httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+                app.state.sessionmaker() as session,
+            ):
+                membership = await _bought(session, client)
+                paid_until = await session.scalar(
+                    select(MembershipTerm.ends_on).where(
+                        MembershipTerm.membership_id == membership.id
+                    )
+                )
+                await session.commit()
+        finally:
+            await app.state.engine.dispose()
+        assert paid_until is not None
+        return paid_until
+
+    paid_until = asyncio.run(bought())
+    env = {
+        "MEMBERSHIP_DATABASE_URL": settings.database_url,
+        "MEMBERSHIP_KEY_DIR": str(tmp_path / "keys"),
+        "MEMBERSHIP_SMTP_PORT": "9",
+    }
+    day = paid_until.isoformat()
+    before = CliRunner().invoke(
+        cli, ["jobs", "run", "--as-of", (paid_until - timedelta(days=1)).isoformat()], env=env
+    )
+    assert before.exit_code == 0, before.output
+    assert "renewals charged 0" in before.output
+    renewed = CliRunner().invoke(cli, ["jobs", "run", "--as-of", day], env=env)
+    assert renewed.exit_code == 0, renewed.output
+    assert "events 1," in renewed.output
+    assert "renewals charged 1" in renewed.output
+
+    refused = CliRunner().invoke(
+        cli, ["jobs", "run", "--as-of", day], env={**env, "MEMBERSHIP_PAYMENT_PROVIDER": "stripe"}
+    )
+    assert refused.exit_code == 2
+    assert "only with the local payment provider" in refused.output
