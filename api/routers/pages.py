@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from datetime import timedelta
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,11 +19,33 @@ from api import pages
 from api.deps import SessionDep, SettingsDep
 from membership import cards, members, memberships
 from membership.clock import utcnow
+from membership.settings import Settings
 
 router = APIRouter(prefix="/members", include_in_schema=False)
 
 COOKIE = "member_session"
 _COOKIE_PATH = "/members"
+
+
+def _cross_site(request: Request, settings: Settings) -> bool:
+    """A form posted from another site (its browser says so in `Origin`): refused, so nobody
+    can sign a visitor in to someone else's account or sign them out."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    own = urlsplit(settings.base_url)
+    return origin.rstrip("/") != f"{own.scheme}://{own.netloc}"
+
+
+def _not_signed_in(request: Request, language: str | None, status_code: int) -> HTMLResponse:
+    return pages.render(
+        request,
+        "sign_in",
+        language=pages.language_for(request, language),
+        status_code=status_code,
+        email=None,
+        token="",
+    )
 
 
 async def _form_token(request: Request) -> str:
@@ -51,6 +73,8 @@ async def sign_in(
     request: Request, session: SessionDep, settings: SettingsDep
 ) -> RedirectResponse | HTMLResponse:
     """Spends the link (once) for a session, then shows the member's own page."""
+    if _cross_site(request, settings):
+        return _not_signed_in(request, None, status.HTTP_403_FORBIDDEN)
     token = await _form_token(request)
     try:
         opened = await members.redeem_sign_in(
@@ -61,14 +85,7 @@ async def sign_in(
         )
     except members.InvalidSignInLink:
         language = await members.link_language(session, token=token) if token else None
-        return pages.render(
-            request,
-            "sign_in",
-            language=pages.language_for(request, language),
-            status_code=status.HTTP_400_BAD_REQUEST,
-            email=None,
-            token="",
-        )
+        return _not_signed_in(request, language, status.HTTP_400_BAD_REQUEST)
     response = RedirectResponse("/members/me", status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
@@ -89,14 +106,7 @@ async def my_page(request: Request, session: SessionDep) -> Response:
     try:
         email = await members.authenticate(session, token=token, now=utcnow())
     except members.InvalidMemberToken:
-        return pages.render(
-            request,
-            "sign_in",
-            language=pages.language_for(request),
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            email=None,
-            token="",
-        )
+        return _not_signed_in(request, None, status.HTTP_401_UNAUTHORIZED)
     held = await memberships.memberships_of(session, email=email)
     items = []
     for membership in held:
@@ -129,7 +139,9 @@ async def my_page(request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/sign-out", response_class=HTMLResponse)
-async def sign_out(request: Request, session: SessionDep) -> HTMLResponse:
+async def sign_out(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    if _cross_site(request, settings):
+        return _not_signed_in(request, None, status.HTTP_403_FORBIDDEN)
     token = request.cookies.get(COOKIE)
     language = None
     if token:

@@ -137,6 +137,28 @@ class TestSignInPage:
         client.cookies.clear()
         assert (await client.get("/members/me")).status_code == 401
 
+    async def test_a_form_posted_from_another_site_is_refused(
+        self, session: AsyncSession, client: httpx.AsyncClient
+    ) -> None:
+        await _buy(client, _holder("en"))
+        token = await _link_token(session, client, "noor@example.org")
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        foreign = await client.post(
+            "/members/sign-in",
+            content=f"token={token}",
+            headers={**form, "Origin": "https://evil.example"},
+        )
+        assert foreign.status_code == 403
+        assert "set-cookie" not in foreign.headers
+        assert await _unused_links(session) == 1
+        own = await client.post(
+            "/members/sign-in",
+            content=f"token={token}",
+            headers={**form, "Origin": "http://testserver"},
+        )
+        assert own.status_code == 303
+        assert await _unused_links(session) == 0
+
     async def test_a_bad_link_speaks_the_browsers_language(self, client: httpx.AsyncClient) -> None:
         dutch = await client.get(
             "/members/sign-in",
