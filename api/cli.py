@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+import time as time_module
 from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
@@ -15,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 
 import migrations
 from membership import demo as demo_data
-from membership import history, jobs, staff
+from membership import history, jobs, national, staff
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.db import create_engine, create_sessionmaker
@@ -133,15 +135,36 @@ def keys_ensure() -> None:
         _echo_key(info)
 
 
+class SeedScale(enum.StrEnum):
+    NATIONAL = "national"
+
+
 @app.command()
 def seed(
     demo: Annotated[bool, typer.Option("--demo", help="Add the demo programme.")] = False,
+    scale: Annotated[
+        SeedScale | None,
+        typer.Option(help="national: 1.5 million members, 12 million check-ins (PostgreSQL)."),
+    ] = None,
+    factor: Annotated[
+        float, typer.Option(min=0.0001, max=1.0, help="Shrink the national scale (0.01: 1 %).")
+    ] = 1.0,
+    seed_number: Annotated[
+        int, typer.Option("--seed", help="Same seed, factor and day: the same data.")
+    ] = national.DEFAULT_SEED,
+    force: Annotated[
+        bool, typer.Option("--force", help="Empty every table (staff too) before --scale.")
+    ] = False,
 ) -> None:
-    """Load data into the database: `--demo` adds the demo programme once, and then never again."""
-    if not demo:
-        typer.echo("Nothing to seed: pass --demo.", err=True)
+    """Load data: `--demo` adds the demo programme once; `--scale national` fills an empty
+    PostgreSQL database with a national programme (docs/reports.md, "Scale data")."""
+    if demo == (scale is not None):
+        typer.echo("Pass either --demo or --scale national.", err=True)
         raise typer.Exit(2)
     settings = Settings()
+    if scale is SeedScale.NATIONAL:
+        _seed_national(settings, factor=factor, seed=seed_number, force=force)
+        return
     summary = asyncio.run(_seed_demo(settings))
     if summary.created:
         typer.echo(
@@ -155,6 +178,57 @@ def seed(
     typer.echo("Demo staff logins (e-mail, password, role):")
     for line in demo_data.login_lines(summary.logins):
         typer.echo(f"  {line}")
+
+
+def _seed_national(settings: Settings, *, factor: float, seed: int, force: bool) -> None:
+    def phase(name: str, seconds: float) -> None:
+        typer.echo(f"{seconds:8.1f} s  {name}")
+
+    started = time_module.perf_counter()
+    try:
+        summary = asyncio.run(
+            _load_national(settings, factor=factor, seed=seed, force=force, on_phase=phase)
+        )
+    except DomainError as exc:
+        typer.echo(f"Error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"National programme ({summary.first_day} to {summary.last_day}): "
+        f"{summary.institutions:,} institutions, {summary.venues:,} venues, "
+        f"{summary.products} products, {summary.members:,} members, "
+        f"{summary.memberships:,} memberships, {summary.terms:,} terms, "
+        f"{summary.payments:,} payments, {summary.cards:,} cards, {summary.checkins:,} check-ins "
+        f"({summary.visits:,} visits, {summary.reentries:,} re-entries, "
+        f"{summary.refusals:,} refusals) in {time_module.perf_counter() - started:.0f} s."
+    )
+
+
+async def _load_national(
+    settings: Settings,
+    *,
+    factor: float,
+    seed: int,
+    force: bool,
+    on_phase: Callable[[str, float], None],
+) -> national.NationalSummary:
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            summary = await national.seed_national(
+                session,
+                today=local_date(utcnow(), settings.programme_timezone),
+                factor=factor,
+                seed=seed,
+                force=force,
+                programme_code=settings.programme_code,
+                on_phase=on_phase,
+            )
+            started = time_module.perf_counter()
+            await session.commit()
+            on_phase("commit", time_module.perf_counter() - started)
+            return summary
+    finally:
+        await engine.dispose()
 
 
 async def _seed_demo(settings: Settings) -> demo_data.DemoSummary:
