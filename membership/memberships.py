@@ -188,7 +188,7 @@ async def purchase(
         description=product.name,
         customer_email=people[0].email,
         success_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
-        cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
+        cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return?cancelled=true",
         renew_every_months=product.validity_months if auto_renew else None,
     )
     if auto_renew:
@@ -693,7 +693,7 @@ async def start_renewal(
         description=product.name,
         customer_email=membership.holders[0].email if membership.holders else None,
         success_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
-        cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
+        cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return?cancelled=true",
         renew_every_months=product.validity_months if auto_renew else None,
     )
     if auto_renew:

@@ -94,15 +94,23 @@ async def purchase_return(
     session: SessionDep,
     settings: SettingsDep,
     provider: ProviderDep,
+    cancelled: bool = False,
 ) -> PurchaseRead | HTMLResponse:
     """Where the checkout sends the browser back: asks the provider, applies a paid payment,
-    and shows the visitor paid, pending (looking again by itself) or failed."""
+    and shows the visitor paid, pending (looking again by itself) or failed.
+
+    `cancelled` marks the checkout's cancel address: the visitor left without paying, so a
+    checkout the provider still holds open is shown as not paid rather than waited for (the
+    payment itself stays pending: going back to the checkout and paying still works).
+    """
     payment, membership = await memberships.confirm_with_provider(
         session, provider=provider, payment_id=payment_id, settings=settings, now=utcnow()
     )
     if not _wants_html(request):
         return PurchaseRead.of_payment(payment, membership)
     state = _STATES[payment.status]
+    if state == "pending" and cancelled:
+        state = "failed"
     holder = membership.holders[0] if membership.holders else None
     return pages.render(
         request,

@@ -142,7 +142,9 @@ class LocalProvider:
                 .join(Product, Product.id == Membership.product_id)
                 .where(
                     Membership.auto_renew.is_(True),
-                    Membership.provider_subscription_id.startswith(_SUBSCRIPTION_PREFIX),
+                    Membership.provider_subscription_id.startswith(
+                        _SUBSCRIPTION_PREFIX, autoescape=True
+                    ),
                     Membership.status.in_((MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE)),
                     ends.c.ends_on <= today,
                 )
@@ -150,7 +152,7 @@ class LocalProvider:
             charged = 0
             for subscription, period_end, price_minor, currency in list(due):
                 declined = await _card_expiring(session, subscription)
-                event = renewal_invoice_event(
+                event = _renewal_invoice_event(
                     subscription=subscription,
                     period_end=period_end,
                     amount_minor=price_minor,
@@ -177,7 +179,7 @@ async def checkout_payment(session: AsyncSession, *, checkout_id: str) -> Paymen
     return payment
 
 
-def renewal_invoice_event(
+def _renewal_invoice_event(
     *,
     subscription: str,
     period_end: date,

@@ -227,6 +227,21 @@ class TestCheckoutReturnPage:
         # An API client still gets JSON from the same address.
         assert (await client.get(back)).json()["membership_status"] == "active"
 
+    async def test_leaving_the_checkout_unpaid_shows_not_paid_and_changes_nothing(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        answer = await _buy(client, _holder("en"))
+        back = f"/v1/purchases/{answer['payment']['id']}/return"
+        page = await client.get(back, params={"cancelled": "true"}, headers=HTML)
+        assert page.status_code == 200
+        assert "The payment did not go through" in page.text
+        assert "http-equiv" not in page.text
+        assert (await client.get(back)).json()["payment"]["status"] == "pending"
+        # Going back to the checkout and paying still works.
+        await client.post(answer["checkout_url"] + "/pay")
+        paid = await client.get(back, params={"cancelled": "true"}, headers=HTML)
+        assert "your payment has been received" in paid.text
+
     async def test_declined_in_dutch(self, client: httpx.AsyncClient) -> None:
         answer = await _buy(client, _holder("nl"))
         declined = await client.post(answer["checkout_url"] + "/decline")
