@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.models import Checkin, Institution
 from reports.common import Period, counted_visits, get_institution, ratio
+from reports.periods import AffinityCounts, programme_visitors, stored_affinity
 from reports.privacy import suppress
 
 
@@ -93,56 +94,33 @@ def affinity_figures(
 async def affinity_report(
     session: AsyncSession, *, institution_id: uuid.UUID, period: Period, k: int
 ) -> AffinityReport:
-    """Affinity of this institution with every other institution visited in the period."""
+    """Affinity of this institution with every other institution visited in the period.
+
+    A closed standard period is read from its rollup while that still holds every visit
+    (reports/periods.py); any other period, or one changed since, is counted live.
+    """
     await get_institution(session, institution_id)
-    visit = counted_visits(period)
-    ours = (
-        select(Checkin.visitor_key)
-        .where(counted_visits(period, institution_id))
-        .distinct()
-        .subquery()
-    )
-    visitors_a = int((await session.execute(select(func.count()).select_from(ours))).scalar_one())
-    visitors_any = int(
-        (
-            await session.execute(select(func.count(distinct(Checkin.visitor_key))).where(visit))
-        ).scalar_one()
-    )
-    per_institution = (
-        select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("n"))
-        .where(visit, Checkin.institution_id != institution_id)
-        .group_by(Checkin.institution_id)
-        .subquery()
-    )
-    shared = (
-        select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("both"))
-        .join(ours, ours.c.visitor_key == Checkin.visitor_key)
-        .where(visit, Checkin.institution_id != institution_id)
-        .group_by(Checkin.institution_id)
-        .subquery()
-    )
-    rows = (
-        await session.execute(
-            select(
-                Institution.id,
-                Institution.code,
-                Institution.name,
-                per_institution.c.n,
-                func.coalesce(shared.c.both, 0),
+    counts = await stored_affinity(
+        session, institution_id=institution_id, period=period
+    ) or await _live_counts(session, institution_id=institution_id, period=period)
+    names = {
+        row[0]: (str(row[1]), str(row[2]))
+        for row in await session.execute(
+            select(Institution.id, Institution.code, Institution.name).where(
+                Institution.id.in_([other_id for other_id, _, _ in counts.others])
             )
-            .join(per_institution, per_institution.c.institution_id == Institution.id)
-            .outerjoin(shared, shared.c.institution_id == Institution.id)
         )
-    ).all()
+    }
     result: list[AffinityRow] = []
-    for other_id, code, name, visitors_b, both in rows:
+    for other_id, visitors_b, both in counts.others:
         figures = affinity_figures(
-            both=int(both),
-            visitors_a=visitors_a,
-            visitors_b=int(visitors_b),
-            visitors_any=visitors_any,
+            both=both,
+            visitors_a=counts.visitors_a,
+            visitors_b=visitors_b,
+            visitors_any=counts.visitors_any,
             k=k,
         )
+        code, name = names[other_id]
         result.append(
             AffinityRow(
                 other_id,
@@ -160,9 +138,47 @@ async def affinity_report(
         start=period.start,
         end=period.end,
         k=k,
-        visitors=visitors_a,
+        visitors=counts.visitors_a,
         by_lift=_ranked(result, lambda row: row.lift),
         by_share=_ranked(result, lambda row: row.share),
+    )
+
+
+async def _live_counts(
+    session: AsyncSession, *, institution_id: uuid.UUID, period: Period
+) -> AffinityCounts:
+    """The counts affinity is computed from, read from `checkins` now."""
+    visit = counted_visits(period)
+    ours = (
+        select(Checkin.visitor_key)
+        .where(counted_visits(period, institution_id))
+        .distinct()
+        .subquery()
+    )
+    visitors_a = int((await session.execute(select(func.count()).select_from(ours))).scalar_one())
+    visitors_any = int((await session.execute(programme_visitors(period))).scalar_one())
+    per_institution = (
+        select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("n"))
+        .where(visit, Checkin.institution_id != institution_id)
+        .group_by(Checkin.institution_id)
+        .subquery()
+    )
+    shared = (
+        select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("both"))
+        .join(ours, ours.c.visitor_key == Checkin.visitor_key)
+        .where(visit, Checkin.institution_id != institution_id)
+        .group_by(Checkin.institution_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            per_institution.c.institution_id, per_institution.c.n, func.coalesce(shared.c.both, 0)
+        ).outerjoin(shared, shared.c.institution_id == per_institution.c.institution_id)
+    )
+    return AffinityCounts(
+        visitors_a=visitors_a,
+        visitors_any=visitors_any,
+        others=[(other_id, int(n), int(both)) for other_id, n, both in rows],
     )
 
 

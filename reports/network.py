@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.models import Checkin, Institution
 from reports.affinity import affinity_figures
-from reports.common import Period, counted_visits
+from reports.common import Period
+from reports.periods import (
+    NetworkCounts,
+    institution_visitors,
+    programme_visitors,
+    shared_visitors,
+    stored_network,
+    visitor_institutions,
+)
 from reports.privacy import suppress
 
 TOP_FLOWS = 50
@@ -67,45 +75,18 @@ class NetworkReport:
 async def network_report(
     session: AsyncSession, *, period: Period, k: int, top: int = TOP_FLOWS
 ) -> NetworkReport:
-    """Pairwise affinity of every two institutions visited in the period, and the top flows."""
-    visit = counted_visits(period)
-    pairs = (
-        select(Checkin.visitor_key, Checkin.institution_id)
-        .where(visit)
-        .group_by(Checkin.visitor_key, Checkin.institution_id)
-        .subquery()
-    )
-    visitors_any = int(
-        (
-            await session.execute(select(func.count(distinct(Checkin.visitor_key))).where(visit))
-        ).scalar_one()
-    )
-    institution_rows = (
-        await session.execute(
-            select(Institution.id, Institution.code, Institution.name, func.count())
-            .join(pairs, pairs.c.institution_id == Institution.id)
-            .group_by(Institution.id, Institution.code, Institution.name)
-            .order_by(Institution.code)
-        )
-    ).all()
-    visitors = {row[0]: int(row[3]) for row in institution_rows}
-    codes = {row[0]: str(row[1]) for row in institution_rows}
+    """Pairwise affinity of every two institutions visited in the period, and the top flows.
 
-    a, b = pairs.alias("a"), pairs.alias("b")
-    shared_rows = (
-        await session.execute(
-            select(a.c.institution_id, b.c.institution_id, func.count())
-            .join(
-                b,
-                and_(
-                    a.c.visitor_key == b.c.visitor_key,
-                    a.c.institution_id < b.c.institution_id,
-                ),
-            )
-            .group_by(a.c.institution_id, b.c.institution_id)
-        )
-    ).all()
-    shared = {frozenset((x, y)): int(n) for x, y, n in shared_rows}
+    A closed standard period is read from its rollup while that still holds every visit
+    (reports/periods.py); any other period, or one changed since, is counted live.
+    """
+    counts = await stored_network(session, period=period) or await _live_counts(
+        session, period=period
+    )
+    visitors_any = counts.visitors_any
+    visitors = {iid: n for iid, _, _, n in counts.institutions}
+    codes = {iid: code for iid, code, _, _ in counts.institutions}
+    shared = counts.shared
 
     matrix: list[MatrixCell] = []
     ordered = sorted(visitors, key=lambda i: codes[i])
@@ -143,7 +124,7 @@ async def network_report(
         NetworkInstitution(
             i, str(code), str(name), suppress(visitors[i], k), suppress(visitors[i], k) is None
         )
-        for i, code, name, _ in institution_rows
+        for i, code, name, _ in counts.institutions
     ]
     return NetworkReport(
         start=period.start,
@@ -153,6 +134,26 @@ async def network_report(
         institutions=institutions,
         matrix=matrix,
         top_flows=await _top_flows(session, period=period, k=k, top=top),
+    )
+
+
+async def _live_counts(session: AsyncSession, *, period: Period) -> NetworkCounts:
+    """The counts the matrix is computed from, read from `checkins` now."""
+    pairs = visitor_institutions(period)
+    visitors_any = int((await session.execute(programme_visitors(period))).scalar_one())
+    per_institution = institution_visitors(pairs).subquery()
+    institution_rows = (
+        await session.execute(
+            select(Institution.id, Institution.code, Institution.name, per_institution.c.visitors)
+            .join(per_institution, per_institution.c.institution_id == Institution.id)
+            .order_by(Institution.code)
+        )
+    ).all()
+    shared_rows = (await session.execute(shared_visitors(pairs))).all()
+    return NetworkCounts(
+        visitors_any=visitors_any,
+        institutions=[(i, str(code), str(name), int(n)) for i, code, name, n in institution_rows],
+        shared={frozenset((a, b)): int(n) for a, b, n in shared_rows},
     )
 
 

@@ -1,0 +1,540 @@
+"""Rollups of closed periods: the cross-institution counts, stored, and never served stale.
+
+Affinity and the network matrix need every visitor of every institution in the period: at
+national scale that is tens of seconds of reading `checkins` (docs/reports.md, "Scale"). For a
+standard period (a calendar month, quarter or year) that is over everywhere, `refresh` stores
+the counts those reports are built on — distinct visitors per institution, shared visitors per
+pair of institutions, and the programme's distinct visitors — computed by the same SQL the live
+reports run, inside the database. The reports read them only while they are exact.
+
+**Why marks, not `received_at`.** A check-in's `received_at` is the server clock when its request
+arrived, not when its transaction committed: a batch of offline scans or an import commits
+seconds or minutes later. A refresh that recorded "computed at T" and then trusted every row
+with `received_at <= T` would miss a row received before T and committed after its snapshot,
+forever. Instead the refresh takes a high-water mark (`high_water`): the highest check-in id
+and audit entry id such that every row up to them is committed and visible, and computes
+exactly the rows up to the mark. A row above the mark in the period, or an override (which
+turns an old refused scan into a visit) audited above it, makes the period changed; the reports
+then fall back to the live query and the next refresh recomputes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    Subquery,
+    Uuid,
+    and_,
+    cast,
+    delete,
+    distinct,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from membership.errors import Conflict
+from membership.models import AuditEntry, Checkin, Institution
+from membership.models.periods import PeriodKind, PeriodPair, PeriodVisitors, ReportPeriod
+from reports.common import Period, counted_visits, dialect_name
+
+log = logging.getLogger(__name__)
+
+OVERRIDE_ACTION = "checkin.override"
+# How long a mark may wait for transactions that were writing when it was taken.
+BARRIER_TIMEOUT_SECONDS = 30.0
+
+
+class WritersStillBusy(Conflict):
+    code = "writers-still-busy"
+    title = "Transactions that were writing check-ins did not finish in time; try again"
+
+
+# Transactions the snapshot saw in progress that write check-ins or audit entries (they hold a
+# ROW EXCLUSIVE lock on the table from their first write to their end). Other transactions, also
+# in other databases of the cluster, cannot add rows below the mark and are not waited for.
+_WRITERS_IN_SNAPSHOT = text(
+    """
+    SELECT x::text FROM pg_snapshot_xip(CAST(CAST(:snapshot AS text) AS pg_snapshot)) AS x
+    WHERE (x::text::bigint % 4294967296)::text IN (
+        SELECT a.backend_xid::text
+        FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock'
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.relation IN ('checkins'::regclass, 'audit_entries'::regclass)
+          AND a.backend_xid IS NOT NULL
+    )
+    """
+)
+_STILL_RUNNING = text(
+    "SELECT count(*) FROM unnest(CAST(:xids AS text[])) AS x "
+    "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """Every check-in and audit entry with an id up to these is committed and visible."""
+
+    checkin: int
+    audit: int
+
+
+async def high_water(session: AsyncSession, *, timeout: float = BARRIER_TIMEOUT_SECONDS) -> Marks:
+    """The highest ids below which nothing can still appear.
+
+    Ids come from sequences, handed out at insert, not at commit: a transaction in progress may
+    hold an id below the highest committed one. On PostgreSQL the mark is taken together with
+    the snapshot, and then we wait until every transaction writing check-ins or audit entries
+    that the snapshot saw in progress has ended; any transaction starting later draws ids
+    above the mark. SQLite has one writer at a time, so the committed maximum is already such
+    a mark. The session must be in READ COMMITTED (the default), so that its next statements
+    see what those transactions wrote.
+    """
+    highest = (
+        select(func.coalesce(func.max(Checkin.id), 0)).scalar_subquery(),
+        select(func.coalesce(func.max(AuditEntry.id), 0)).scalar_subquery(),
+    )
+    if dialect_name(session) != "postgresql":
+        checkin_mark, audit_mark = (await session.execute(select(*highest))).one()
+        return Marks(int(checkin_mark), int(audit_mark))
+    snapshot, checkin_mark, audit_mark = (
+        await session.execute(select(cast(func.pg_current_snapshot(), String), *highest))
+    ).one()
+    writers = list(await session.scalars(_WRITERS_IN_SNAPSHOT, {"snapshot": snapshot}))
+    deadline = time.monotonic() + timeout
+    while writers and await session.scalar(_STILL_RUNNING, {"xids": writers}):
+        if time.monotonic() > deadline:
+            raise WritersStillBusy()
+        await asyncio.sleep(0.02)
+    return Marks(int(checkin_mark), int(audit_mark))
+
+
+def overridden_after(audit_mark: int) -> Select[Any]:
+    """Ids of check-ins overridden (refused scans turned into visits) after the mark."""
+    return select(cast(AuditEntry.entity_id, BigInteger)).where(
+        AuditEntry.id > audit_mark,
+        AuditEntry.entity_type == "checkin",
+        AuditEntry.action == OVERRIDE_ACTION,
+    )
+
+
+def as_at(marks: Marks) -> ColumnElement[bool]:
+    """Check-in rows as they stood at the marks: inserted by then and not overridden since.
+
+    An override after the marks changed a refused scan, which was no visit at the marks.
+    """
+    return and_(Checkin.id <= marks.checkin, Checkin.id.not_in(overridden_after(marks.audit)))
+
+
+def changed_after(marks: Marks) -> ColumnElement[bool]:
+    """Check-in rows that the figures taken at the marks do not hold as they are now."""
+    return or_(Checkin.id > marks.checkin, Checkin.id.in_(overridden_after(marks.audit)))
+
+
+# ------------------------------------------------------------ the SQL shared with the live reports
+
+
+def visitor_institutions(period: Period, marks: Marks | None = None) -> Subquery:
+    """Each (visitor, institution) with a visit in the period: every cross-institution count
+    is built on these rows, live (`marks` None) or for a rollup (the rows up to the marks)."""
+    where = [counted_visits(period)]
+    if marks is not None:
+        where.append(as_at(marks))
+    return (
+        select(Checkin.visitor_key, Checkin.institution_id)
+        .where(*where)
+        .group_by(Checkin.visitor_key, Checkin.institution_id)
+        .subquery()
+    )
+
+
+def programme_visitors(period: Period, marks: Marks | None = None) -> Select[Any]:
+    """Distinct visitors of the whole programme: not additive over institutions."""
+    where = [counted_visits(period)]
+    if marks is not None:
+        where.append(as_at(marks))
+    return select(func.count(distinct(Checkin.visitor_key))).where(*where)
+
+
+def institution_visitors(pairs: Subquery, *prefix: ColumnElement[Any]) -> Select[Any]:
+    """Distinct visitors per institution; `prefix` columns lead (a rollup's period id)."""
+    return select(*prefix, pairs.c.institution_id, func.count().label("visitors")).group_by(
+        pairs.c.institution_id
+    )
+
+
+def shared_visitors(pairs: Subquery, *prefix: ColumnElement[Any]) -> Select[Any]:
+    """Visitors of both a and b, per unordered pair with a < b; pairs sharing none are absent."""
+    a, b = pairs.alias("a"), pairs.alias("b")
+    return (
+        select(
+            *prefix,
+            a.c.institution_id.label("a_id"),
+            b.c.institution_id.label("b_id"),
+            func.count().label("both"),
+        )
+        .join(
+            b,
+            and_(a.c.visitor_key == b.c.visitor_key, a.c.institution_id < b.c.institution_id),
+        )
+        .group_by(a.c.institution_id, b.c.institution_id)
+    )
+
+
+# ------------------------------------------------------------------------- standard periods
+
+
+def _month_end(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+@dataclass(frozen=True, slots=True)
+class StandardPeriod:
+    kind: PeriodKind
+    period: Period
+
+
+def standard_kind(period: Period) -> PeriodKind | None:
+    """The kind of rollup that holds exactly this period, if any."""
+    start, end = period.start, period.end
+    if start.day != 1 or end != _month_end(end.year, end.month) or start.year != end.year:
+        return None
+    if start.month == end.month:
+        return PeriodKind.MONTH
+    if start.month % 3 == 1 and end.month == start.month + 2:
+        return PeriodKind.QUARTER
+    if start.month == 1 and end.month == 12:
+        return PeriodKind.YEAR
+    return None
+
+
+def closed_before(now: datetime) -> date:
+    """The last day that is over in every time zone (UTC-12 to UTC+14): two days before UTC today.
+
+    A scan made now falls on a local day no earlier than this day's successor, so only a late
+    scan (offline, imported) can still land in a period ending on or before it.
+    """
+    return now.date() - timedelta(days=2)
+
+
+def closed_periods(first_visit: date, now: datetime) -> Iterator[StandardPeriod]:
+    """Every month, quarter and year from the first visit's year that is over everywhere."""
+    last_closed = closed_before(now)
+    for year in range(first_visit.year, last_closed.year + 1):
+        candidates = [
+            *(
+                StandardPeriod(PeriodKind.MONTH, Period(date(year, m, 1), _month_end(year, m)))
+                for m in range(1, 13)
+            ),
+            *(
+                StandardPeriod(
+                    PeriodKind.QUARTER, Period(date(year, m, 1), _month_end(year, m + 2))
+                )
+                for m in (1, 4, 7, 10)
+            ),
+            StandardPeriod(PeriodKind.YEAR, Period(date(year, 1, 1), date(year, 12, 31))),
+        ]
+        for candidate in candidates:
+            if first_visit <= candidate.period.end <= last_closed:
+                yield candidate
+
+
+# ---------------------------------------------------------------------------------- refresh
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshReport:
+    marks: Marks
+    computed: list[StandardPeriod]
+    unchanged: int
+
+
+async def _first_visit_day(session: AsyncSession) -> date | None:
+    """The earliest local day of any check-in, one index probe per institution."""
+    first = (
+        select(func.min(Checkin.local_date))
+        .where(Checkin.institution_id == Institution.id)
+        .scalar_subquery()
+    )
+    value = await session.scalar(select(func.min(first)))
+    return value if value is None or isinstance(value, date) else date.fromisoformat(str(value))
+
+
+async def period_changed(session: AsyncSession, *, period: Period, marks: Marks) -> bool:
+    """Whether a visit in the period is not held by figures taken at the marks.
+
+    Both probes walk ids above the marks only (primary keys), so they cost what arrived since
+    the last refresh, not the size of the period.
+    """
+    return bool(
+        await session.scalar(select(exists().where(counted_visits(period), changed_after(marks))))
+    )
+
+
+async def compute_period(
+    session: AsyncSession, *, standard: StandardPeriod, marks: Marks, now: datetime
+) -> uuid.UUID:
+    """Replace the period's rollup by the counts of the rows up to the marks (in the database)."""
+    period = standard.period
+    await session.execute(
+        delete(ReportPeriod).where(
+            ReportPeriod.kind == standard.kind, ReportPeriod.first_day == period.start
+        )
+    )
+    visitors = int((await session.execute(programme_visitors(period, marks))).scalar_one())
+    stored = ReportPeriod(
+        id=uuid.uuid4(),
+        kind=standard.kind,
+        first_day=period.start,
+        last_day=period.end,
+        visitors=visitors,
+        computed_at=now,
+        checked_at=now,
+        checkin_mark=marks.checkin,
+        audit_mark=marks.audit,
+    )
+    session.add(stored)
+    await session.flush()
+    period_id = literal(stored.id, Uuid())
+    pairs = visitor_institutions(period, marks)
+    await session.execute(
+        insert(PeriodVisitors).from_select(
+            ["period_id", "institution_id", "visitors"], institution_visitors(pairs, period_id)
+        )
+    )
+    await session.execute(
+        insert(PeriodPair).from_select(
+            ["period_id", "a_id", "b_id", "both"], shared_visitors(pairs, period_id)
+        )
+    )
+    return stored.id
+
+
+async def refresh(
+    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime
+) -> RefreshReport:
+    """Compute missing and changed rollups of closed periods; confirm the others up to now.
+
+    Each period is its own transaction, so readers get the new figures as soon as they exist.
+    A period found unchanged gets the new marks, which keeps the readers' change probe short.
+    Two refreshes at once are harmless: the unique (kind, first_day) lets one of them store a
+    period, the other rolls that period back.
+    """
+    async with sessionmaker() as session:
+        marks = await high_water(session)
+        first_visit = await _first_visit_day(session)
+        stored = {
+            (kind, first_day): Marks(int(checkin_mark), int(audit_mark))
+            for kind, first_day, checkin_mark, audit_mark in await session.execute(
+                select(
+                    ReportPeriod.kind,
+                    ReportPeriod.first_day,
+                    ReportPeriod.checkin_mark,
+                    ReportPeriod.audit_mark,
+                )
+            )
+        }
+        await session.commit()
+    computed: list[StandardPeriod] = []
+    unchanged = 0
+    if first_visit is None:
+        return RefreshReport(marks, computed, unchanged)
+    for standard in closed_periods(first_visit, now):
+        previous = stored.get((standard.kind, standard.period.start))
+        async with sessionmaker() as session:
+            if previous is not None and not await period_changed(
+                session, period=standard.period, marks=previous
+            ):
+                await session.execute(
+                    update(ReportPeriod)
+                    .where(
+                        ReportPeriod.kind == standard.kind,
+                        ReportPeriod.first_day == standard.period.start,
+                        ReportPeriod.checkin_mark == previous.checkin,
+                        ReportPeriod.audit_mark == previous.audit,
+                    )
+                    .values(checkin_mark=marks.checkin, audit_mark=marks.audit, checked_at=now)
+                )
+                await session.commit()
+                unchanged += 1
+                continue
+            try:
+                await compute_period(session, standard=standard, marks=marks, now=now)
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                log.info("reports.refresh.skipped", extra={"period": standard})
+                continue
+        computed.append(standard)
+    log.info(
+        "reports.refresh.done",
+        extra={"computed": len(computed), "unchanged": unchanged, "marks": marks},
+    )
+    return RefreshReport(marks, computed, unchanged)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityCounts:
+    """What affinity is computed from: visitors of A, of the programme, and per other B."""
+
+    visitors_a: int
+    visitors_any: int
+    others: list[tuple[uuid.UUID, int, int]]  # (B, visitors(B), both)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkCounts:
+    visitors_any: int
+    institutions: list[tuple[uuid.UUID, str, str, int]]  # (id, code, name, visitors)
+    shared: dict[frozenset[uuid.UUID], int]
+
+
+def _stored(period: Period) -> ColumnElement[bool] | None:
+    kind = standard_kind(period)
+    if kind is None:
+        return None
+    return and_(
+        ReportPeriod.kind == kind,
+        ReportPeriod.first_day == period.start,
+        ReportPeriod.last_day == period.end,
+    )
+
+
+async def stored_affinity(
+    session: AsyncSession, *, institution_id: uuid.UUID, period: Period
+) -> AffinityCounts | None:
+    """The rollup's counts for A, or None when there is none or it no longer holds.
+
+    One statement reads the whole answer, so it comes from one computation even while a
+    refresh replaces it.
+    """
+    which = _stored(period)
+    if which is None:
+        return None
+    own, other = aliased(PeriodVisitors), aliased(PeriodVisitors)
+    pair = PeriodPair
+    rows = (
+        await session.execute(
+            select(
+                ReportPeriod.visitors,
+                ReportPeriod.checkin_mark,
+                ReportPeriod.audit_mark,
+                own.visitors,
+                other.institution_id,
+                other.visitors,
+                pair.both,
+            )
+            .select_from(ReportPeriod)
+            .outerjoin(
+                own, and_(own.period_id == ReportPeriod.id, own.institution_id == institution_id)
+            )
+            .outerjoin(
+                other,
+                and_(other.period_id == ReportPeriod.id, other.institution_id != institution_id),
+            )
+            .outerjoin(
+                pair,
+                and_(
+                    pair.period_id == ReportPeriod.id,
+                    or_(
+                        and_(pair.a_id == institution_id, pair.b_id == other.institution_id),
+                        and_(pair.b_id == institution_id, pair.a_id == other.institution_id),
+                    ),
+                ),
+            )
+            .where(which)
+        )
+    ).all()
+    if not rows:
+        return None
+    visitors_any, checkin_mark, audit_mark, visitors_a = rows[0][:4]
+    if await period_changed(session, period=period, marks=Marks(checkin_mark, audit_mark)):
+        return None
+    return AffinityCounts(
+        visitors_a=int(visitors_a or 0),
+        visitors_any=int(visitors_any),
+        others=[
+            (other_id, int(n), int(both or 0))
+            for *_, other_id, n, both in rows
+            if other_id is not None
+        ],
+    )
+
+
+async def stored_network(session: AsyncSession, *, period: Period) -> NetworkCounts | None:
+    """The rollup's counts for the whole programme, or None when there is none or it is stale.
+
+    Two statements; each returns the computation's id, and a refresh in between (a new id)
+    makes this answer None rather than a mix of two computations.
+    """
+    which = _stored(period)
+    if which is None:
+        return None
+    head = (
+        await session.execute(
+            select(
+                ReportPeriod.id,
+                ReportPeriod.visitors,
+                ReportPeriod.checkin_mark,
+                ReportPeriod.audit_mark,
+                Institution.id,
+                Institution.code,
+                Institution.name,
+                PeriodVisitors.visitors,
+            )
+            .select_from(ReportPeriod)
+            .outerjoin(PeriodVisitors, PeriodVisitors.period_id == ReportPeriod.id)
+            .outerjoin(Institution, Institution.id == PeriodVisitors.institution_id)
+            .where(which)
+            .order_by(Institution.code)
+        )
+    ).all()
+    if not head:
+        return None
+    period_id, visitors_any, checkin_mark, audit_mark = head[0][:4]
+    pairs = (
+        await session.execute(
+            select(ReportPeriod.id, PeriodPair.a_id, PeriodPair.b_id, PeriodPair.both)
+            .select_from(ReportPeriod)
+            .outerjoin(PeriodPair, PeriodPair.period_id == ReportPeriod.id)
+            .where(which)
+        )
+    ).all()
+    if not pairs or pairs[0][0] != period_id:
+        return None
+    if await period_changed(session, period=period, marks=Marks(checkin_mark, audit_mark)):
+        return None
+    return NetworkCounts(
+        visitors_any=int(visitors_any),
+        institutions=[
+            (iid, str(code), str(name), int(n))
+            for *_, iid, code, name, n in head
+            if iid is not None
+        ],
+        shared={frozenset((a, b)): int(n) for _, a, b, n in pairs if a is not None},
+    )

@@ -1,0 +1,335 @@
+"""Rollups of closed periods give the live figures, and are never served once they are stale."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from membership.audit import Actor
+from membership.checkins import override
+from membership.db import create_sessionmaker
+from membership.models import CheckinResult, Institution, PeriodKind, Venue
+from reports.affinity import affinity_report
+from reports.common import Period
+from reports.network import network_report
+from reports.periods import (
+    closed_before,
+    closed_periods,
+    programme_visitors,
+    refresh,
+    standard_kind,
+    stored_affinity,
+    stored_network,
+)
+from tests.factories import create_checkin, create_institution, create_member, create_venue
+from tests.reports.dataset import BASE, Dataset, brute_affinity, brute_network, datasets, load
+
+EXAMPLES = settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# The datasets lie around the end of March 2026; everything of 2026 is closed by then.
+AFTER = datetime(2027, 1, 10, tzinfo=UTC)
+STANDARD = {
+    "march": Period(date(2026, 3, 1), date(2026, 3, 31)),
+    "april": Period(date(2026, 4, 1), date(2026, 4, 30)),
+    "q1": Period(date(2026, 1, 1), date(2026, 3, 31)),
+    "q2": Period(date(2026, 4, 1), date(2026, 6, 30)),
+    "year": Period(date(2026, 1, 1), date(2026, 12, 31)),
+}
+
+
+def _over(dataset: Dataset, period: Period) -> Dataset:
+    """The same data, asked about `period` (the brute force reads the dataset's period)."""
+    return dataclasses.replace(dataset, start=(period.start - BASE).days, length=period.days)
+
+
+class TestStandardPeriods:
+    @pytest.mark.parametrize(
+        ("start", "end", "kind"),
+        [
+            (date(2026, 2, 1), date(2026, 2, 28), PeriodKind.MONTH),
+            (date(2024, 2, 1), date(2024, 2, 29), PeriodKind.MONTH),
+            (date(2026, 4, 1), date(2026, 6, 30), PeriodKind.QUARTER),
+            (date(2026, 1, 1), date(2026, 12, 31), PeriodKind.YEAR),
+            (date(2026, 2, 1), date(2026, 2, 27), None),
+            (date(2026, 2, 2), date(2026, 2, 28), None),
+            (date(2026, 2, 1), date(2026, 4, 30), None),
+            (date(2025, 12, 1), date(2026, 1, 31), None),
+            (date(2026, 1, 1), date(2026, 6, 30), None),
+        ],
+    )
+    def test_kind(self, start: date, end: date, kind: PeriodKind | None) -> None:
+        assert standard_kind(Period(start, end)) is kind
+
+    def test_closed_periods_are_over_in_every_time_zone(self) -> None:
+        now = datetime(2026, 4, 1, 23, 0, tzinfo=UTC)
+        assert closed_before(now) == date(2026, 3, 30)
+        periods = {(p.kind, p.period.start) for p in closed_periods(date(2026, 1, 15), now)}
+        assert periods == {
+            (PeriodKind.MONTH, date(2026, 1, 1)),
+            (PeriodKind.MONTH, date(2026, 2, 1)),
+        }
+        later = {(p.kind, p.period.start) for p in closed_periods(date(2025, 12, 31), AFTER)}
+        assert (PeriodKind.YEAR, date(2025, 1, 1)) in later
+        assert (PeriodKind.MONTH, date(2025, 11, 1)) not in later
+        assert (PeriodKind.QUARTER, date(2026, 10, 1)) in later
+        assert len(later) == 1 + 1 + 1 + 12 + 4 + 1
+
+
+class TestEqualToLive:
+    @EXAMPLES
+    @given(dataset=datasets())
+    async def test_affinity_and_matrix_from_the_rollup(
+        self, session: AsyncSession, engine: AsyncEngine, dataset: Dataset
+    ) -> None:
+        loaded = await load(session, dataset)
+        result = await refresh(create_sessionmaker(engine), now=AFTER)
+        assert result.computed, "the closed periods of 2026 are computed"
+        index = {f"I{i}": i for i in range(len(dataset.zones))}
+        for period in STANDARD.values():
+            asked = _over(dataset, period)
+            for i, institution in enumerate(loaded.institutions):
+                assert await stored_affinity(
+                    session, institution_id=institution.id, period=period
+                ), "served from the rollup"
+                report = await affinity_report(
+                    session, institution_id=institution.id, period=period, k=dataset.k
+                )
+                got = {
+                    loaded.by_id[row.institution_id]: (
+                        None if row.suppressed else (row.both, row.share, row.lift, row.jaccard)
+                    )
+                    for row in report.by_lift
+                }
+                assert got == brute_affinity(asked, i)
+                assert all(row.both is None or row.both >= dataset.k for row in report.by_lift)
+            assert await stored_network(session, period=period), "served from the rollup"
+            network = await network_report(session, period=period, k=dataset.k)
+            matrix, flows = brute_network(asked)
+            assert {
+                (index[c.a_code], index[c.b_code]): (
+                    None if c.suppressed else (c.both, c.share_ab, c.share_ba, c.lift, c.jaccard)
+                )
+                for c in network.matrix
+            } == matrix
+            assert [
+                (index[f.from_code], index[f.to_code], f.visitors, f.visits)
+                for f in network.top_flows
+            ] == flows
+            for row in network.institutions:
+                assert row.visitors is None or row.visitors >= dataset.k
+        again = await refresh(create_sessionmaker(engine), now=AFTER)
+        assert again.computed == []
+        assert again.unchanged == len(result.computed)
+
+
+async def _two_institutions(
+    session: AsyncSession, *, visitors: int
+) -> tuple[Institution, Institution, Venue, Venue]:
+    """`visitors` members visit A and B on 10 March 2026 (Amsterdam)."""
+    a = await create_institution(session, code="A")
+    b = await create_institution(session, code="B")
+    venue_a = await create_venue(session, institution=a)
+    venue_b = await create_venue(session, institution=b)
+    for n in range(visitors):
+        member = await create_member(session)
+        at = datetime(2026, 3, 10, 9, tzinfo=UTC) + timedelta(minutes=n)
+        await create_checkin(session, venue=venue_a, member=member, scanned_at=at)
+        await create_checkin(
+            session, venue=venue_b, member=member, scanned_at=at + timedelta(hours=2)
+        )
+    await session.commit()
+    return a, b, venue_a, venue_b
+
+
+MARCH = STANDARD["march"]
+
+
+class TestStaleness:
+    async def test_a_late_scan_makes_the_period_fall_back_until_recomputed(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        a, b, venue_a, venue_b = await _two_institutions(session, visitors=3)
+        sessionmaker = create_sessionmaker(engine)
+        await refresh(sessionmaker, now=AFTER)
+        stored = await stored_affinity(session, institution_id=a.id, period=MARCH)
+        assert stored is not None
+        assert stored.visitors_a == 3
+        assert stored.others == [(b.id, 3, 3)]
+
+        late = await create_member(session)
+        for venue in (venue_a, venue_b):
+            await create_checkin(
+                session, venue=venue, member=late, scanned_at=datetime(2026, 3, 20, 12, tzinfo=UTC)
+            )
+        await session.commit()
+        assert await stored_affinity(session, institution_id=a.id, period=MARCH) is None
+        assert await stored_network(session, period=MARCH) is None
+        live = await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
+        assert (live.visitors, live.by_lift[0].both) == (4, 4)
+        # April and the second quarter are untouched and still served.
+        assert await stored_network(session, period=STANDARD["april"]) is not None
+
+        result = await refresh(sessionmaker, now=AFTER)
+        recomputed = {(p.kind, p.period.start) for p in result.computed}
+        assert recomputed == {
+            (PeriodKind.MONTH, date(2026, 3, 1)),
+            (PeriodKind.QUARTER, date(2026, 1, 1)),
+            (PeriodKind.YEAR, date(2026, 1, 1)),
+        }
+        stored = await stored_affinity(session, institution_id=a.id, period=MARCH)
+        assert stored is not None
+        assert (stored.visitors_a, stored.others) == (4, [(b.id, 4, 4)])
+        report = await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
+        assert report == live
+
+    async def test_an_override_after_the_refresh_makes_the_period_fall_back(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        _, _, venue_a, _ = await _two_institutions(session, visitors=2)
+        refused = await create_checkin(
+            session,
+            venue=venue_a,
+            member=await create_member(session),
+            scanned_at=datetime(2026, 3, 11, 9, tzinfo=UTC),
+            result=CheckinResult.REFUSED,
+            reason="card_blocked",
+        )
+        await session.commit()
+        await refresh(create_sessionmaker(engine), now=AFTER)
+        assert await stored_network(session, period=MARCH) is not None
+        await override(
+            session,
+            checkin_id=refused.id,
+            reason="card found valid at the desk",
+            institution_scope=None,
+            actor=Actor(label="test"),
+            now=AFTER,
+        )
+        await session.commit()
+        assert await stored_network(session, period=MARCH) is None
+        network = await network_report(session, period=MARCH, k=1)
+        assert network.visitors == 3
+        await refresh(create_sessionmaker(engine), now=AFTER)
+        stored = await stored_network(session, period=MARCH)
+        assert stored is not None
+        assert stored.visitors_any == 3
+        assert await network_report(session, period=MARCH, k=1) == network
+
+    async def test_a_scan_in_an_open_period_is_not_rolled_up(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        a, *_ = await _two_institutions(session, visitors=1)
+        result = await refresh(create_sessionmaker(engine), now=datetime(2026, 3, 31, tzinfo=UTC))
+        assert result.computed == []
+        assert await stored_affinity(session, institution_id=a.id, period=MARCH) is None
+
+    async def test_a_non_standard_period_is_counted_live(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        a, *_ = await _two_institutions(session, visitors=2)
+        await refresh(create_sessionmaker(engine), now=AFTER)
+        odd = Period(date(2026, 3, 1), date(2026, 3, 30))
+        assert await stored_affinity(session, institution_id=a.id, period=odd) is None
+        report = await affinity_report(session, institution_id=a.id, period=odd, k=1)
+        assert report.visitors == 2
+
+
+@pytest.mark.postgres
+class TestConcurrentRefresh:
+    """A refresh racing with writers never stores figures that the change probe calls fresh
+    while they miss a committed visit (the race `received_at` would lose)."""
+
+    @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+    async def test_a_writer_in_flight_below_the_mark_is_waited_for(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        _, _, venue_a, venue_b = await _two_institutions(session, visitors=2)
+        sessionmaker = create_sessionmaker(engine)
+        late, early = await create_member(session), await create_member(session)
+        await session.commit()
+        # A late offline scan draws its id now and commits only after the refresh has begun;
+        # meanwhile another scan with a higher id commits. Trusting the highest committed id
+        # (or `received_at`) would store March without the first scan and call it fresh.
+        async with sessionmaker() as writer:
+            await create_checkin(
+                writer,
+                venue=venue_a,
+                member=late,
+                scanned_at=datetime(2026, 3, 25, 9, tzinfo=UTC),
+            )
+            await create_checkin(
+                session,
+                venue=venue_b,
+                member=early,
+                scanned_at=datetime(2026, 3, 25, 9, tzinfo=UTC),
+            )
+            await session.commit()
+            refreshing = asyncio.create_task(refresh(sessionmaker, now=AFTER))
+            await asyncio.sleep(0.5)
+            waited = not refreshing.done()
+            await writer.commit()
+        await refreshing
+        assert waited, "the refresh waits for the writer"
+        stored = await stored_network(session, period=MARCH)
+        assert stored is not None
+        assert stored.visitors_any == 4
+
+    @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+    async def test_figures_served_while_scans_arrive_are_exact(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        a, _, venue_a, venue_b = await _two_institutions(session, visitors=3)
+        members = [await create_member(session) for _ in range(12)]
+        await session.commit()
+        sessionmaker = create_sessionmaker(engine)
+
+        async def scan(n: int) -> None:
+            async with sessionmaker() as writer:
+                await create_checkin(
+                    writer,
+                    venue=venue_a if n % 2 else venue_b,
+                    member=members[n],
+                    scanned_at=datetime(2026, 3, 15, 9, tzinfo=UTC) + timedelta(minutes=n),
+                )
+                await asyncio.sleep(0.05 * (n % 4))
+                await writer.commit()
+
+        async def live(reader: AsyncSession) -> int:
+            return int((await reader.execute(programme_visitors(MARCH))).scalar_one())
+
+        async def check() -> None:
+            """A served figure holds every visit committed before it was read (not stale), and
+            none that was not committed yet."""
+            for _ in range(20):
+                async with sessionmaker() as reader:
+                    before = await live(reader)
+                    stored = await stored_network(reader, period=MARCH)
+                    after = await live(reader)
+                    if stored is not None:
+                        assert before <= stored.visitors_any <= after
+                        served.append(stored.visitors_any)
+                await asyncio.sleep(0.03)
+
+        served: list[int] = []
+
+        await asyncio.gather(
+            *(scan(n) for n in range(12)),
+            refresh(sessionmaker, now=AFTER),
+            refresh(sessionmaker, now=AFTER),
+            check(),
+        )
+        await refresh(sessionmaker, now=AFTER)
+        stored = await stored_network(session, period=MARCH)
+        assert stored is not None
+        assert stored.visitors_any == 3 + 12
+        assert (
+            await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
+        ).visitors == 9
