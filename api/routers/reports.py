@@ -7,9 +7,10 @@ reports, the contact export needs a manager, network and programme payouts the o
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from api import problems
@@ -23,10 +24,11 @@ from api.schemas.reports import (
     SegmentsQuery,
     csv_response,
 )
+from membership.clock import utcnow
 from reports import csv
 from reports.affinity import AffinityReport, FlowsReport, affinity_report, flows_report
 from reports.network import NetworkReport, network_report
-from reports.payouts import PayoutStatement, payout_statement
+from reports.payouts import MonthClearing, PayoutStatement, close_month, payout_statement
 from reports.segments import SegmentsReport, export_contacts, segments_report
 from reports.visits import VisitsReport, visits_report
 
@@ -188,6 +190,31 @@ async def payouts(
     if query.format is ReportFormat.CSV:
         return csv_response(csv.payout_csv(statement), filename=f"payouts-{query.year}.csv")
     return statement
+
+
+@operator_router.post(
+    "/payouts/{year}/{month}/close",
+    response_model=MonthClearing,
+    responses=problems.responses(401, 403, 409),
+)
+async def close_payout_month(
+    year: Annotated[int, Path(ge=2000, le=2100)],
+    month: Annotated[int, Path(ge=1, le=12)],
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: OperatorAdmin,
+) -> Any:
+    """Close a month that is over, after the last closed one: its lines are stored and its
+    statement never changes (audited). Its later visits are paid as corrections of the next
+    month closed."""
+    return await close_month(
+        session,
+        month=date(year, month, 1),
+        currency=settings.default_currency,
+        timezone=settings.programme_timezone,
+        actor=principal.actor,
+        now=utcnow(),
+    )
 
 
 router.include_router(institution_router)
