@@ -1,6 +1,6 @@
 """Report timings on national-scale data on PostgreSQL.
 
-    .venv/bin/python -m benchmarks.reports [--scale 1.0] [--repeat 5] [--reload]
+    .venv/bin/python -m benchmarks.reports [--scale 1.0] [--repeat 5] [--reload] [--rollups]
 
 (Run as a module: as a script, this file would shadow the `reports` package.)
 
@@ -10,6 +10,10 @@ region, about 12 million counted visits over 2025 with seasonality, weekday and 
 same-day second visits, re-entries and refusals — loaded with COPY. Then prints the p50 time of
 each report for a large, a middle and a small institution, and of the network matrix.
 `--scale 0.02` gives a quick run. Targets (issue 8): institution report < 1 s, network < 60 s.
+`--rollups` first refreshes the rollups of the closed periods and closes the payout months of the
+year (printing how long each took), so affinity, network and payout read stored figures; without
+it (on a database where that was never done) they are counted live. `--database` picks another
+database name, so that two people can benchmark at once.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import migrations
+from membership.audit import Actor
+from membership.clock import utcnow
 from membership.db import create_engine, create_sessionmaker
 from reports.affinity import affinity_report, flows_report
 from reports.common import Period
 from reports.network import network_report
-from reports.payouts import payout_statement
+from reports.payouts import MonthAlreadyClosed, MonthNotNext, close_month, payout_statement
+from reports.periods import refresh
 from reports.segments import consenting_contacts, segments_report
 from reports.visits import visits_report
 
@@ -269,6 +276,42 @@ async def _load(scale: float) -> None:
     )
 
 
+async def _prepare_rollups() -> None:
+    """Refresh the rollups of closed periods and close the year's payout months, timed."""
+    engine = create_engine(_bench_url())
+    sessions = create_sessionmaker(engine)
+    try:
+        started = time.perf_counter()
+        result = await refresh(sessions, now=utcnow())
+        print(
+            f"rollups: {len(result.computed)} periods computed, {result.unchanged} unchanged, "
+            f"in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        started = time.perf_counter()
+        closed = 0
+        for month in range(1, 13):
+            async with sessions() as session:
+                try:
+                    await close_month(
+                        session,
+                        month=date(YEAR, month, 1),
+                        currency="EUR",
+                        timezone=ZONE,
+                        actor=Actor(label="benchmark"),
+                        now=utcnow(),
+                    )
+                except (MonthAlreadyClosed, MonthNotNext):
+                    continue
+                await session.commit()
+                closed += 1
+        print(
+            f"payout: {closed} months closed in {time.perf_counter() - started:.1f} s", flush=True
+        )
+    finally:
+        await engine.dispose()
+
+
 async def _p50(action: Callable[[], Awaitable[object]], repeat: int) -> float:
     timings = []
     for _ in range(repeat):
@@ -340,10 +383,17 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--rollups", action="store_true")
+    parser.add_argument("--database")
     args = parser.parse_args()
+    if args.database:
+        global DATABASE  # one setting, read by every step of this script
+        DATABASE = args.database
     if asyncio.run(_prepare_database(args.reload)):
         migrations.upgrade(_bench_url())
         asyncio.run(_load(args.scale))
+    if args.rollups:
+        asyncio.run(_prepare_rollups())
     asyncio.run(_time_reports(args.repeat))
 
 
