@@ -44,7 +44,9 @@ import numpy as np
 import numpy.typing as npt
 from faker.providers.person.nl_NL import Provider as DutchNames
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.schema import CreateIndex
 
 from membership import rollups
 from membership.demographics import AGE_BANDS, REGION_PREFIX_LENGTH
@@ -1589,6 +1591,22 @@ class _Structures:
         return [f"ALTER TABLE {t} ADD CONSTRAINT {n} {d}" for t, n, d in self.references]
 
 
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _model_index_ddl(name: str) -> str:
+    """A partial index as the model (and so the migration) spells it.
+
+    The catalogue's deparsed predicate does not survive a round trip unchanged (an IN list comes
+    back as `= ANY (ARRAY[...])` with other casts), so re-creating from it would drift.
+    """
+    for table_name in BULK_TABLES:
+        for index in Base.metadata.tables[table_name].indexes:
+            if index.name == name:
+                return str(CreateIndex(index).compile(dialect=_POSTGRESQL))
+    raise LookupError(f"partial index {name} is not in the models")
+
+
 async def _secondary_structures(driver: Any) -> _Structures:
     """Read them back from pg_catalog, so they are re-created exactly as the migrations made them.
 
@@ -1607,7 +1625,8 @@ async def _secondary_structures(driver: Any) -> _Structures:
         tables,
     )
     indexes = await driver.fetch(
-        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition"
+        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition,"
+        " i.indpred IS NOT NULL AS partial"
         " FROM pg_index i WHERE i.indrelid = ANY($1::regclass[]) AND NOT EXISTS"
         " (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid"
         " AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))"
@@ -1616,7 +1635,10 @@ async def _secondary_structures(driver: Any) -> _Structures:
     )
     return _Structures(
         keys=[(r["tbl"], r["name"], r["definition"]) for r in constraints if r["contype"] != "f"],
-        indexes=[(r["name"], r["definition"]) for r in indexes],
+        indexes=[
+            (r["name"], _model_index_ddl(r["name"]) if r["partial"] else r["definition"])
+            for r in indexes
+        ],
         references=[
             (r["tbl"], r["name"], r["definition"]) for r in constraints if r["contype"] == "f"
         ],
