@@ -259,7 +259,7 @@ class _DoorCard:
                 )
         return Holder(
             name=self.name,
-            has_photo=self.photo_path is not None,
+            has_photo=bool(self.photo_path),
             product_name=self.product_name,
             product_code=self.product_code,
             valid_until=valid_until,

@@ -92,7 +92,10 @@ def note(session: AsyncSession, key: CounterKey, delta: int) -> None:
     pending[key] += delta
 
 
+@lru_cache(maxsize=4)
 def _upsert(dialect: str) -> Any:
+    """Built once per dialect: every check-in commits through here, and building the statement
+    (an `excluded` alias of the table) cost more than executing it."""
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_TABLE)
     return statement.on_conflict_do_update(
         index_elements=_KEY,
