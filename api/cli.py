@@ -25,6 +25,7 @@ from membership.errors import DomainError
 from membership.keys import KeyInfo, KeyStore
 from membership.models import StaffRole
 from membership.settings import Settings
+from reports import periods
 
 app = typer.Typer(help="Membership card service.", no_args_is_help=True)
 
@@ -339,8 +340,38 @@ async def _run_jobs(
         sessionmaker = create_sessionmaker(engine)
         if once:
             return await jobs.run_once(sessionmaker, settings=settings, now=now or utcnow())
-        await jobs.run_forever(sessionmaker, settings=settings, interval=interval)
+        # The report rollups run beside the jobs, not in their pass: a first computation of
+        # a national year takes minutes and must not hold up mail and renewals.
+        await asyncio.gather(
+            jobs.run_forever(sessionmaker, settings=settings, interval=interval),
+            periods.refresh_forever(sessionmaker, interval=interval),
+        )
         return None
+    finally:
+        await engine.dispose()
+
+
+reports_app = typer.Typer(help="Report figures kept ahead of time.", no_args_is_help=True)
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("refresh")
+def reports_refresh() -> None:
+    """Compute the rollups of closed months, quarters and years that are missing or changed.
+
+    `membership jobs run` does this continuously; run it by hand after a large import.
+    """
+    result = asyncio.run(_refresh_reports(Settings()))
+    typer.echo(
+        f"rollups: {len(result.computed)} periods computed, {result.unchanged} unchanged "
+        f"(check-ins up to id {result.marks.checkin})"
+    )
+
+
+async def _refresh_reports(settings: Settings) -> periods.RefreshReport:
+    engine = create_engine(settings.database_url)
+    try:
+        return await periods.refresh(create_sessionmaker(engine), now=utcnow())
     finally:
         await engine.dispose()
 

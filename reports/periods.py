@@ -54,6 +54,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from membership.clock import utcnow
 from membership.errors import Conflict
 from membership.models import AuditEntry, Checkin, Institution
 from membership.models.periods import PeriodKind, PeriodPair, PeriodVisitors, ReportPeriod
@@ -393,6 +394,18 @@ async def refresh(
         extra={"computed": len(computed), "unchanged": unchanged, "marks": marks},
     )
     return RefreshReport(marks, computed, unchanged)
+
+
+async def refresh_forever(
+    sessionmaker: async_sessionmaker[AsyncSession], *, interval: float
+) -> None:
+    """`refresh` again and again; a failed pass is logged and the next one retries."""
+    while True:
+        try:
+            await refresh(sessionmaker, now=utcnow())
+        except Exception:  # the runner must outlive one bad pass, as the job runner does
+            log.exception("reports.refresh.failed")
+        await asyncio.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------- reading

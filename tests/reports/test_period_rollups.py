@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from typer.testing import CliRunner
 
+import migrations
+from api import cli
 from membership.audit import Actor
 from membership.checkins import override
-from membership.db import create_sessionmaker
+from membership.db import create_engine, create_sessionmaker
 from membership.models import CheckinResult, Institution, PeriodKind, Venue
 from reports.affinity import affinity_report
 from reports.common import Period
@@ -333,3 +338,31 @@ class TestConcurrentRefresh:
         assert (
             await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
         ).visitors == 9
+
+
+class TestRefreshCommand:
+    """`membership reports refresh` against a migrated SQLite file."""
+
+    def test_computes_then_confirms(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+        migrations.upgrade(url)
+        monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+        monkeypatch.setenv("MEMBERSHIP_DATABASE_URL", url)
+
+        async def one_visit() -> None:
+            engine = create_engine(url)
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    await _two_institutions(session, visitors=1)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(one_visit())
+        first = CliRunner().invoke(cli.app, ["reports", "refresh"])
+        assert first.exit_code == 0, first.output
+        computed = re.search(r"(\d+) periods computed, 0 unchanged", first.output)
+        assert computed, first.output
+        # March to October 2026 and the first three quarters, at least (today is later).
+        assert int(computed.group(1)) >= 11
+        again = CliRunner().invoke(cli.app, ["reports", "refresh"])
+        assert f"0 periods computed, {computed.group(1)} unchanged" in again.output
