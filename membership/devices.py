@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -184,13 +184,19 @@ async def pair(session: AsyncSession, *, code: str, now: datetime) -> PairedDevi
     return PairedDevice(device=await get_device(session, device_id=device_id), key=key)
 
 
+# Built once: every scanner call authenticates, and building and hashing the statement anew
+# cost about as much as running it. Read from the database on every call, so a revoked key
+# stops working at once.
+_BY_KEY = (
+    select(Device)
+    .where(Device.key_hash == bindparam("key_hash"), Device.revoked_at.is_(None))
+    .options(joinedload(Device.venue).joinedload(Venue.institution))
+)
+
+
 async def authenticate(session: AsyncSession, *, key: str, now: datetime) -> Device:
     """The device behind a key, with its venue and institution, or 401."""
-    device = await session.scalar(
-        select(Device)
-        .where(Device.key_hash == hash_token(key), Device.revoked_at.is_(None))
-        .options(joinedload(Device.venue).joinedload(Venue.institution))
-    )
+    device = await session.scalar(_BY_KEY, {"key_hash": hash_token(key)})
     if device is None:
         raise InvalidDeviceKey()
     if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_RESOLUTION:
