@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 
-from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership import audit
@@ -43,7 +43,7 @@ from membership.models import (
 )
 from membership.pagination import flush_unique
 from reports.common import dialect_name, get_institution, month_start, utc_bounds
-from reports.periods import Marks, as_at, high_water
+from reports.periods import Marks, as_at, changed_between, high_water
 
 BASIS_POINTS = 10_000
 _MONEY_IN = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
@@ -454,14 +454,11 @@ async def _corrections(
         return []
     latest = closings[max(closings)]
     after = after or Marks(latest.checkin_mark, latest.audit_mark)
-    late = [not_(as_at(after))]
-    if upto is not None:
-        late.append(as_at(upto))
     cells = await _visit_cells(
         session,
         where=and_(
             Checkin.local_date.between(min(closings), _month_end(max(closings))),
-            *late,
+            changed_between(after, upto),
         ),
     )
     lines = []

@@ -48,6 +48,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -132,10 +133,13 @@ async def high_water(session: AsyncSession, *, timeout: float = BARRIER_TIMEOUT_
     return Marks(int(checkin_mark), int(audit_mark))
 
 
-def overridden_after(audit_mark: int) -> Select[Any]:
-    """Ids of check-ins overridden (refused scans turned into visits) after the mark."""
+def overridden_after(audit_mark: int, upto: int | None = None) -> Select[Any]:
+    """Ids of check-ins overridden (refused scans turned into visits) after the audit mark."""
+    window = [AuditEntry.id > audit_mark]
+    if upto is not None:
+        window.append(AuditEntry.id <= upto)
     return select(cast(AuditEntry.entity_id, BigInteger)).where(
-        AuditEntry.id > audit_mark,
+        *window,
         AuditEntry.entity_type == "checkin",
         AuditEntry.action == OVERRIDE_ACTION,
     )
@@ -149,9 +153,19 @@ def as_at(marks: Marks) -> ColumnElement[bool]:
     return and_(Checkin.id <= marks.checkin, Checkin.id.not_in(overridden_after(marks.audit)))
 
 
-def changed_after(marks: Marks) -> ColumnElement[bool]:
-    """Check-in rows that the figures taken at the marks do not hold as they are now."""
-    return or_(Checkin.id > marks.checkin, Checkin.id.in_(overridden_after(marks.audit)))
+def changed_between(after: Marks, upto: Marks | None) -> ColumnElement[bool]:
+    """Check-in rows that figures taken at `after` do not hold as they stood at `upto` (or now).
+
+    Written as ids from two short primary-key walks (rows above the mark, overridden rows)
+    rather than as `id > mark OR …`, which PostgreSQL can only answer by reading the table.
+    """
+    later = Checkin.__table__.alias("later")
+    inserted = select(later.c.id).where(later.c.id > after.checkin)
+    if upto is not None:
+        inserted = inserted.where(later.c.id <= upto.checkin)
+    overridden = overridden_after(after.audit, None if upto is None else upto.audit)
+    changed = Checkin.id.in_(union_all(inserted, overridden))
+    return changed if upto is None else and_(changed, as_at(upto))
 
 
 # ------------------------------------------------------------ the SQL shared with the live reports
@@ -286,11 +300,19 @@ async def _first_visit_day(session: AsyncSession) -> date | None:
 async def period_changed(session: AsyncSession, *, period: Period, marks: Marks) -> bool:
     """Whether a visit in the period is not held by figures taken at the marks.
 
-    Both probes walk ids above the marks only (primary keys), so they cost what arrived since
-    the last refresh, not the size of the period.
+    Two probes, each walking ids above a mark only (primary keys), so they cost what arrived
+    since the last refresh, not the size of the period.
     """
+    visit = counted_visits(period)
     return bool(
-        await session.scalar(select(exists().where(counted_visits(period), changed_after(marks))))
+        await session.scalar(
+            select(
+                or_(
+                    exists().where(visit, Checkin.id > marks.checkin),
+                    exists().where(visit, Checkin.id.in_(overridden_after(marks.audit))),
+                )
+            )
+        )
     )
 
 
