@@ -393,9 +393,11 @@ def _pick_by_row(cumulative: Array, row: Array, roll: Array) -> Array:
 
 
 def _byte_rank(rows: Array) -> Array:
-    """Rank of each row of bytes in byte order (memcmp), which is how uuid and hex text sort."""
-    words = np.ascontiguousarray(rows[:, :16]).view(">u8")
-    order = np.lexsort(words.T[::-1])
+    """Rank of each row of bytes by its first eight (memcmp order, as uuid and hex text sort).
+
+    Rows equal in those (one in 2**64 for random ones) get an arbitrary but fixed order.
+    """
+    order = np.argsort(np.ascontiguousarray(rows[:, :8]).view(">u8").ravel(), kind="stable")
     rank = np.empty(len(rows), np.int64)
     rank[order] = np.arange(len(rows))
     return rank
@@ -679,15 +681,26 @@ class _Generator:
         return result
 
     def build(self) -> Programme:
+        self.build_holders()
+        self.build_checkins()
+        return Programme(tables=_tables(self), summary=self.summary())
+
+    def build_holders(self) -> None:
+        """Everything but the check-ins: institutions, products, members and their cards."""
         self._institutions()
         self._products()
         self._memberships()
         self._members()
         self._terms()
         self._cards()
+
+    def build_checkins(self) -> None:
+        """The check-ins, after `build_holders`; the rows of the other tables do not wait for it."""
         self._checkins()
+
+    def summary(self) -> NationalSummary:
         visits = int((self.c_outcome == _ADMIT).sum())
-        summary = NationalSummary(
+        return NationalSummary(
             institutions=self.size.institutions,
             venues=len(self.venue_ids),
             products=len(self.product_codes),
@@ -703,7 +716,6 @@ class _Generator:
             first_day=self.first_day,
             last_day=self.today - timedelta(days=1),
         )
-        return Programme(tables=_tables(self), summary=summary)
 
     # -- institutions and products -------------------------------------------------------
 
@@ -993,7 +1005,8 @@ class _Generator:
 
     def _checkins(self) -> None:
         rng = self.rng
-        n_inst = self.size.institutions
+        self._institution_rank = _byte_rank(self.i_ids)
+        self._visitor_rank = _byte_rank(self.m_visitor_key)
         # Outings per membership over the days its terms cover in the window.
         low = np.clip(self.ms_first, self.first_n, self.today_n) - self.first_n
         high = np.clip(self.ms_covered_until, self.first_n, self.today_n) - self.first_n
@@ -1030,10 +1043,12 @@ class _Generator:
         place, day = visit_place[row], visit_day[row]
         minute = visit_minute[row] + offset * rng.uniform(0.05, 0.8, len(row))
         # One counted visit per visitor, institution and local day: the earliest scan counts.
-        key = (member.astype(np.int64) * n_inst + place) * 365 + day
-        order = np.argsort(key * 86_400 + (minute * 60).astype(np.int64))
+        # The storage order (below) sorts by exactly these, then by time, so one sort serves.
+        layout = self._layout(member, place, day, minute)
+        order = np.argsort(layout)
+        visit_key = layout[order] >> 17
         first_of_key = np.ones(len(order), bool)
-        first_of_key[1:] = key[order][1:] != key[order][:-1]
+        first_of_key[1:] = visit_key[1:] != visit_key[:-1]
         counted = order[first_of_key]
         member, place, day, minute = member[counted], place[counted], day[counted], minute[counted]
         kind = self.i_kind[place]
@@ -1057,19 +1072,25 @@ class _Generator:
         outcome = np.concatenate([np.full(len(p[0]), p[4], np.int8) for p in parts])
         absolute_day = all_day + self.first_n
         scanned = self._utc_us(absolute_day, all_minute)
-        # Stored by institution, day and visitor, as PostgreSQL orders those keys: the reports
-        # read one institution's days (few pages each), and the index builds that lead with
-        # these columns get their input already sorted, which their sort checks and skips.
-        layout = (
-            (_byte_rank(self.i_ids)[all_place] * 512 + all_day) * (1 << 21)
-            + _byte_rank(self.m_visitor_key)[all_member]
-        ) * (1 << 17) + np.round(all_minute * 60).astype(np.int64)
-        order = np.argsort(layout)
+        # The counted visits come sorted; a stable sort (a merge) slots the rest in cheaply.
+        order = np.argsort(self._layout(all_member, all_place, all_day, all_minute), kind="stable")
         self.c_member = all_member[order]
         self.c_institution = all_place[order]
         self.c_day = absolute_day[order]
         self.c_scanned = scanned[order]
         self.c_outcome = outcome[order]
+
+    def _layout(self, member: Array, place: Array, day: Array, minute: Array) -> Array:
+        """The storage order: institution, day, visitor (as PostgreSQL orders those keys), time.
+
+        The reports read one institution's days (few pages each), and the index builds that
+        lead with these columns get their input already sorted, which their sort checks first.
+        The key is unique per visitor, institution and day above its low 17 bits (the second).
+        """
+        key: Array = (
+            (self._institution_rank[place] * 512 + day) * (1 << 21) + self._visitor_rank[member]
+        ) * (1 << 17) + (minute * 60).astype(np.int64)
+        return key
 
     def scan_details(self, s: slice) -> _ScanDetails:
         """Columns of a chunk of check-ins that nothing else depends on.
@@ -1166,8 +1187,11 @@ def _constant(value: bytes, n: int) -> _Field:
     return _Field(np.broadcast_to(np.frombuffer(value, np.uint8), (n, len(value))))
 
 
-def _tables(g: _Generator) -> list[_Table]:
-    """Each table's columns as COPY fields, computed chunk by chunk from the generator's arrays."""
+def _tables(g: _Generator, *, checkins_built: bool = True) -> list[_Table]:
+    """Each table's columns as COPY fields, computed chunk by chunk from the generator's arrays.
+
+    Without `checkins_built`, the check-ins are left out (the generator is still drawing them).
+    """
     n_inst = g.size.institutions
     policy_days = np.array([_day_number(date(2015, 1, 1)), _day_number(g.pool_from)])
     tariff_change = _day_number((g.first_day + timedelta(days=100)).replace(day=1))
@@ -1390,7 +1414,7 @@ def _tables(g: _Generator) -> list[_Table]:
     ) -> _Table:
         return _Table(name, tuple(columns.split()), rows, fields)
 
-    return [
+    tables = [
         table(
             "institutions",
             "id code name city timezone anti_passback_minutes joined_on active",
@@ -1451,15 +1475,19 @@ def _tables(g: _Generator) -> list[_Table]:
             len(g.card_ids),
             cards,
         ),
-        table(
-            "checkins",
-            "id client_scan_id device_id institution_id venue_id card_id card_version member_id "
-            "visitor_key product_id scanned_at received_at local_date result reason counted "
-            "offline flagged imported age_band region",
-            len(g.c_member),
-            checkins,
-        ),
     ]
+    if checkins_built:
+        tables.append(
+            table(
+                "checkins",
+                "id client_scan_id device_id institution_id venue_id card_id card_version "
+                "member_id visitor_key product_id scanned_at received_at local_date result "
+                "reason counted offline flagged imported age_band region",
+                len(g.c_member),
+                checkins,
+            )
+        )
+    return tables
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -1511,10 +1539,30 @@ async def seed_national(
                     "to empty every table first.",
                     table=name,
                 )
-    programme = await asyncio.to_thread(
-        generate, today=today, factor=factor, seed=seed, programme_code=programme_code
+    generator = _Generator(
+        today=today, size=NationalSize.for_factor(factor), seed=seed, programme_code=programme_code
     )
-    done("generate")
+    await asyncio.to_thread(generator.build_holders)
+    done("generate institutions, members and cards")
+    # The check-ins are drawn in a thread while the other tables load.
+    drawing = asyncio.ensure_future(asyncio.to_thread(generator.build_checkins))
+    try:
+        await _load(session, generator, drawing, done)
+    finally:
+        if not drawing.done():
+            drawing.cancel()
+    summary = generator.summary()
+    summary.phases = phases
+    return summary
+
+
+async def _load(
+    session: AsyncSession,
+    generator: _Generator,
+    drawing: asyncio.Future[None],
+    done: Callable[[str], None],
+) -> None:
+    connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
     # Index builds sort in memory; the commit of a seed need not wait for a disk flush.
@@ -1529,15 +1577,14 @@ async def seed_national(
     # all-visible, so no vacuum has to rewrite 12 million rows before index-only scans work.
     await driver.execute("TRUNCATE " + ", ".join(BULK_TABLES))
     done("drop keys and indexes")
-    for table in programme.tables:
-        await driver.copy_to_table(
-            table.name,
-            source=_copy_stream(table),
-            columns=list(table.columns),
-            format="binary",
-            freeze=table.name in BULK_TABLES,
-        )
+    for table in _tables(generator, checkins_built=False):
+        await _copy(driver, table)
         done(f"copy {table.name} ({table.rows:,} rows)")
+    await drawing
+    done("generate check-ins (what the loads above did not hide)")
+    checkins = _tables(generator)[-1]
+    await _copy(driver, checkins)
+    done(f"copy {checkins.name} ({checkins.rows:,} rows)")
     for create in structures.keys_and_indexes():
         await driver.execute(create)
     done("build keys and indexes")
@@ -1546,16 +1593,23 @@ async def seed_national(
     done("validate foreign keys")
     await driver.execute(
         "SELECT setval(pg_get_serial_sequence('checkins', 'id'), $1, $2)",
-        max(programme.summary.checkins, 1),
-        programme.summary.checkins > 0,
+        max(checkins.rows, 1),
+        checkins.rows > 0,
     )
     await refresh_derived(session)
     done("derived tables")
     await driver.execute("ANALYZE " + ", ".join((*BULK_TABLES, "institutions", "venues")))
     done("analyze")
-    summary = programme.summary
-    summary.phases = phases
-    return summary
+
+
+async def _copy(driver: Any, table: _Table) -> None:
+    await driver.copy_to_table(
+        table.name,
+        source=_copy_stream(table),
+        columns=list(table.columns),
+        format="binary",
+        freeze=table.name in BULK_TABLES,
+    )
 
 
 async def refresh_derived(session: AsyncSession) -> None:
