@@ -198,6 +198,18 @@ def _cell_order(cell: _Cell) -> tuple[str, str, str]:
     return (cell.institution_code, cell.product_code or "~", str(cell.product_id))
 
 
+def _line_order(line: PayoutLine) -> tuple[date, bool, date, str, str, str]:
+    """Month by month: its own lines by institution and product, then its corrections."""
+    return (
+        line.month,
+        line.correction_for is not None,
+        line.correction_for or line.month,
+        line.institution_code,
+        line.product_code or "~",
+        str(line.product_id),
+    )
+
+
 def _policy_on(policies: list[ClearingPolicy], day: date) -> ClearingPolicy | None:
     return next((p for p in reversed(policies) if p.valid_from <= day), None)
 
@@ -302,7 +314,7 @@ async def payout_statement(
                 visits=sum(line.visits for line in month_lines),
                 amount_minor=sum(line.amount_minor for line in month_lines),
             )
-    lines.sort(key=lambda line: (line.month, line.correction_for or line.month))
+    lines.sort(key=_line_order)
     return PayoutStatement(
         year=year,
         currency=currency,
@@ -349,9 +361,7 @@ async def _stored_lines(
         .join(Institution, Institution.id == PayoutClosingLine.institution_id)
         .outerjoin(Product, Product.id == PayoutClosingLine.product_id)
         .where(PayoutClosingLine.month.in_(months))
-        .order_by(
-            PayoutClosingLine.month, PayoutClosingLine.visit_month.desc(), PayoutClosingLine.id
-        )
+        .order_by(PayoutClosingLine.id)
     )
     if institution_id is not None:
         stmt = stmt.where(PayoutClosingLine.institution_id == institution_id)
