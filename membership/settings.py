@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     token_ttl_hours: int = Field(default=12, ge=1, le=24 * 90)
     suppression_k: int = Field(default=10, ge=1)
     retention_days: int = Field(default=3 * 365, ge=30)
+    # Keys the visitor ids of the visit export (docs/reports.md, "Export"): changing it changes
+    # every id, so set it once per deployment. Unset, only SQLite (the embedded development
+    # database) falls back to a fixed development key; on PostgreSQL the export refuses to run.
+    export_id_secret: SecretStr | None = Field(default=None, min_length=32)
 
     payment_provider: str = Field(default="local", pattern="^(local|stripe)$")
     stripe_api_key: SecretStr | None = None

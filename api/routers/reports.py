@@ -1,7 +1,7 @@
 """Reports: an institution's own (`/v1/institutions/{id}/reports/…`) and the operator's.
 
 Scope is enforced by the auth dependencies: institution staff reach only their own institution's
-reports, the contact export needs a manager, network and programme payouts the operator.
+reports, the contact and visit exports need a manager, network and programme payouts the operator.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
-from fastapi.responses import Response
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from api import problems
 from api.auth import CurrentStaff, Manager, OperatorAdmin
 from api.deps import SessionDep, SettingsDep
 from api.schemas.reports import (
     ContactsQuery,
+    ExportQuery,
     PayoutQuery,
     PeriodQuery,
     ReportFormat,
@@ -27,6 +28,7 @@ from api.schemas.reports import (
 from membership.clock import utcnow
 from reports import csv
 from reports.affinity import AffinityReport, FlowsReport, affinity_report, flows_report
+from reports.export import MEDIA_TYPES, id_secret, start_export, stream_export
 from reports.network import NetworkReport, network_report
 from reports.payouts import MonthClearing, PayoutStatement, close_month, payout_statement
 from reports.segments import SegmentsReport, export_contacts, segments_report
@@ -58,6 +60,41 @@ async def visits(
     if query.format is ReportFormat.CSV:
         return csv_response(csv.visits_csv(report), filename="visits.csv")
     return report
+
+
+@institution_router.get(
+    "/visits/export",
+    response_class=StreamingResponse,
+    responses={
+        **problems.responses(401, 403, 404, 503),
+        200: {
+            "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
+            "description": "Every counted visit, one row each; a download.",
+        },
+    },
+)
+async def visits_export(
+    institution_id: uuid.UUID,
+    query: Annotated[ExportQuery, Query()],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Manager,
+) -> StreamingResponse:
+    """Managers only: the period's visits with a per-institution visitor id (audited)."""
+    export = await start_export(
+        session,
+        institution_id=institution_id,
+        period=query.period(),
+        format=query.format,
+        secret=id_secret(settings),
+        actor=principal.actor,
+    )
+    return StreamingResponse(
+        stream_export(request.app.state.sessionmaker, export),
+        media_type=export.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{export.filename}"'},
+    )
 
 
 @institution_router.get("/affinity", response_model=AffinityReport, responses=_INSTITUTION_ERRORS)

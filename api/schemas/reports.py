@@ -14,6 +14,7 @@ from pydantic import Field
 
 from api.schemas.common import RequestModel
 from reports.common import Period
+from reports.export import ExportFormat
 
 
 class ReportFormat(enum.StrEnum):
@@ -30,6 +31,17 @@ class FormatQuery(RequestModel):
 class PeriodQuery(FormatQuery):
     start: date = Field(description="First local day of the period, included.")
     end: date = Field(description="Last local day of the period, included.")
+
+    def period(self) -> Period:
+        return Period(self.start, self.end)
+
+
+class ExportQuery(RequestModel):
+    start: date = Field(description="First local day of the period, included.")
+    end: date = Field(description="Last local day of the period, included.")
+    format: ExportFormat = Field(
+        default=ExportFormat.CSV, description="`csv` for spreadsheets, `parquet` for pandas or BI."
+    )
 
     def period(self) -> Period:
         return Period(self.start, self.end)
