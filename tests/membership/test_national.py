@@ -22,9 +22,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
 
 import migrations
 from api.app import create_app
+from api.cli import app as cli
 from membership import demographics, national
 from membership.db import create_engine, create_sessionmaker
 from membership.models import StaffRole
@@ -107,6 +109,40 @@ class TestRefusals:
                 text("SELECT count(*) FROM members WHERE id = :id"), {"id": member_id}
             )
             assert (members, kept) == (summary.members, 0)
+
+
+class TestCommand:
+    def test_seed_scale_national(self, database_url: str, backend: str) -> None:
+        """PostgreSQL: loaded and committed. SQLite: exit code 1 and nothing written."""
+        result = CliRunner().invoke(
+            cli,
+            ["seed", "--scale", "national", "--factor", "0.0005", "--seed", "3"],
+            env={"MEMBERSHIP_DATABASE_URL": database_url},
+        )
+        members = asyncio.run(_members_at(database_url))
+        if backend == "sqlite":
+            assert (result.exit_code, members) == (1, 0)
+        else:
+            assert result.exit_code == 0, result.output
+            expected = national.generate(today=TODAY, factor=0.0005, seed=3).summary.members
+            assert members == expected
+
+    def test_either_demo_or_scale(self, database_url: str) -> None:
+        result = CliRunner().invoke(
+            cli,
+            ["seed", "--demo", "--scale", "national"],
+            env={"MEMBERSHIP_DATABASE_URL": database_url},
+        )
+        assert result.exit_code == 2
+
+
+async def _members_at(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return int(await session.scalar(text("SELECT count(*) FROM members")) or 0)
+    finally:
+        await engine.dispose()
 
 
 @dataclass(frozen=True)
