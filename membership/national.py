@@ -139,7 +139,7 @@ CITIES: tuple[tuple[str, str, float, float, int], ...] = (
     ("Bergen op Zoom", "46", 51.49, 4.29, 68),
 )
 
-# Institution kinds: share of institutions, opening minutes, closing minute for re-entries.
+# Institution kinds, their share of the institutions, and the last minute of a re-entry.
 _MUSEUM, _THEATRE, _GARDEN = 0, 1, 2
 _KIND_SHARE = (0.85, 0.07, 0.08)
 _CLOSING = (17 * 60 + 30, 23 * 60, 18 * 60)
@@ -704,7 +704,7 @@ class _Generator:
             institutions=self.size.institutions,
             venues=len(self.venue_ids),
             products=len(self.product_codes),
-            members=len(self.member_ids),
+            members=len(self.m_ids),
             memberships=len(self.ms_ids),
             terms=len(self.term_ids),
             payments=len(self.payment_ids),
@@ -881,7 +881,6 @@ class _Generator:
         created = self.ms_paid_at[membership] + rng.integers(60, 600, n) * 1_000_000
         self.m_membership, self.m_product, self.m_created = membership, product, created
         self.m_ids = _uuid4(rng, n)
-        self.member_ids = self.m_ids
         self.m_first = _vocabulary(first_names)[first]
         self.m_last = _vocabulary(DutchNames.last_names)[last]
         self.m_email = emails
