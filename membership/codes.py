@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ _LAST_DAY = EPOCH + timedelta(days=0xFFFF)
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _DECODE = {char: value for value, char in enumerate(_ALPHABET)}
+_DIGITS = re.compile(f"[{_ALPHABET}]*")
+_TO_BASE32HEX = str.maketrans(_ALPHABET, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
 
 
 class Reason(enum.StrEnum):
@@ -124,12 +127,23 @@ def b32decode(text: str) -> bytes | None:
     """Decode leniently: a cut-off code yields its whole bytes, so truncation is reported as such.
 
     Returns None for a character outside the alphabet. Lower case is accepted because some
-    keyboard-wedge scanners type with caps lock inverted.
+    keyboard-wedge scanners type with caps lock inverted. Every scan decodes a code here, so
+    the whole groups of 8 characters (5 bytes each, ending on a byte boundary) are read as one
+    base-32 integer in C (`int` reads the base32hex digits, hence the translation), and only a
+    cut-off tail goes through the loop.
     """
+    text = text.upper()
+    if not _DIGITS.fullmatch(text):
+        return None
+    whole = len(text) - len(text) % 8
+    head = b""
+    if whole:
+        number = int(text[:whole].translate(_TO_BASE32HEX), 32)
+        head = number.to_bytes(whole * 5 // 8, "big")
     bits = 0
     value = 0
-    out = bytearray()
-    for char in text.upper():
+    out = bytearray(head)
+    for char in text[whole:]:
         digit = _DECODE.get(char)
         if digit is None:
             return None

@@ -240,6 +240,21 @@ class TestProperties:
         assert result.reason is not None
 
     @settings(max_examples=300, deadline=None)
+    @given(data=st.binary(max_size=200), cut=st.integers(min_value=0), lower=st.booleans())
+    def test_a_cut_off_code_decodes_to_its_whole_bytes_in_either_case(
+        self, data: bytes, cut: int, lower: bool
+    ) -> None:
+        text = codes.b32encode(data)
+        prefix = text[: cut % (len(text) + 1)]
+        if lower:
+            prefix = prefix.lower()
+        assert codes.b32decode(prefix) == data[: len(prefix) * 5 // 8]
+        # Neither `1` nor padding is a digit, wherever it stands.
+        assert codes.b32decode(prefix + "=") is None
+        if prefix:
+            assert codes.b32decode(prefix[:-1] + "1") is None
+
+    @settings(max_examples=300, deadline=None)
     @given(text=st.text() | st.binary().map(codes.b32encode))
     def test_arbitrary_input_never_raises(self, text: str) -> None:
         assert not _verify(text).valid
