@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from membership.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    # Async although it awaits nothing: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hand-off on every request that reads a setting (every scan).
     settings: Settings = request.app.state.settings
     return settings
 
