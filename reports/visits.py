@@ -7,17 +7,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, case, cast, distinct, func, select
+from sqlalchemy import ColumnElement, and_, case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from membership.models import Checkin, CheckinResult, Member, Product
+from membership import rollups
+from membership.demographics import AGE_BANDS
+from membership.models import NO_PRODUCT, Checkin, CheckinResult, InstitutionDayCount, Product
 from reports.common import (
     Period,
     counted_visits,
     dialect_name,
-    ensure_sqlite_functions,
     get_institution,
-    local_hour,
     month_start,
     ratio,
     week_start,
@@ -25,19 +26,7 @@ from reports.common import (
 )
 from reports.privacy import suppress_breakdown
 
-# Lower bounds of the age bands in whole years; the last band is open-ended.
-AGE_BANDS: tuple[tuple[int, str], ...] = (
-    (0, "0-12"),
-    (13, "13-17"),
-    (18, "18-24"),
-    (25, "25-34"),
-    (35, "35-44"),
-    (45, "45-54"),
-    (55, "55-64"),
-    (65, "65+"),
-)
 UNKNOWN = "unknown"
-REGION_PREFIX_LENGTH = 2
 FREQUENCY_CAP = 10
 
 
@@ -107,139 +96,72 @@ class VisitsReport:
     regions: list[GroupCount]
 
 
-def age_cutoff(reference: date, years: int) -> date:
-    """The latest birth date of someone at least `years` old on `reference`.
-
-    Someone born on 29 February turns a year older on 1 March in common years, as in the usual
-    `(yyyymmdd(reference) - yyyymmdd(birth)) // 10000` rule.
-    """
-    try:
-        return reference.replace(year=reference.year - years)
-    except ValueError:
-        return date(reference.year - years, 2, 28)
-
-
 async def visits_report(
     session: AsyncSession, *, institution_id: uuid.UUID, period: Period, k: int
 ) -> VisitsReport:
-    """Every visit figure for one institution, each computed by one aggregate query."""
+    """Every visit figure for one institution.
+
+    Sums (visits, heatmap, reasons, visits per day and per product) come from the day counters
+    (`institution_day_counts`), a few thousand rows a year. Distinct-visitor figures are not
+    additive: they read the counted check-ins, all from the covering index
+    `ix_checkins_counted_cover`, in four scans.
+    """
     institution = await get_institution(session, institution_id)
-    await ensure_sqlite_functions(session)
+    await rollups.apply_pending(session)
     dialect = dialect_name(session)
     visit = counted_visits(period, institution_id)
+    counts = InstitutionDayCount
+    in_period = and_(
+        counts.institution_id == institution_id,
+        counts.local_date.between(period.start, period.end),
+    )
+    visits_here = and_(in_period, counts.counted.is_(True))
+    summed = func.sum(counts.checkins)
 
-    totals = (
+    day_rows = (
         await session.execute(
-            select(func.count(), func.count(distinct(Checkin.visitor_key))).where(visit)
+            select(counts.local_date, summed)
+            .where(visits_here)
+            .group_by(counts.local_date)
+            .order_by(counts.local_date)
         )
-    ).one()
-    visits, visitors = int(totals[0]), int(totals[1])
+    ).all()
+    # A visitor has at most one visit a day here, so a day's visitors are its visits.
+    by_day = [TimeBucket(_as_date(day), int(n), int(n)) for day, n in day_rows]
+    visits = sum(bucket.visits for bucket in by_day)
+    by_week = await _buckets(session, "week", dialect, visit, visits_here)
+    by_month = await _buckets(session, "month", dialect, visit, visits_here)
 
-    async def buckets(label: str) -> list[tuple[str, int, int]]:
-        expression = {
-            "day": cast(Checkin.local_date, String),
-            "week": week_start(Checkin.local_date, dialect),
-            "month": month_start(Checkin.local_date, dialect),
-        }[label].label("bucket")
-        stmt = (
-            select(expression, func.count(), func.count(distinct(Checkin.visitor_key)))
-            .where(visit)
-            .group_by(expression)
-            .order_by(expression)
-        )
-        return [(str(b), int(v), int(u)) for b, v, u in (await session.execute(stmt)).all()]
-
-    by_day = [TimeBucket(date.fromisoformat(b[:10]), v, u) for b, v, u in await buckets("day")]
-    by_week = [TimeBucket(date.fromisoformat(b), v, u) for b, v, u in await buckets("week")]
-    by_month = [
-        TimeBucket(date.fromisoformat(f"{b}-01"), v, u) for b, v, u in await buckets("month")
-    ]
-
-    day_of_week = weekday(Checkin.local_date, dialect).label("weekday")
-    hour = local_hour(Checkin.scanned_at, institution.timezone, dialect).label("hour")
+    day_of_week = weekday(counts.local_date, dialect).label("weekday")
     heatmap_rows = (
         await session.execute(
-            select(day_of_week, hour, func.count())
-            .where(visit)
-            .group_by(day_of_week, hour)
-            .order_by(day_of_week, hour)
+            select(day_of_week, counts.hour, summed)
+            .where(visits_here)
+            .group_by(day_of_week, counts.hour)
+            .order_by(day_of_week, counts.hour)
         )
     ).all()
     heatmap = [HeatmapCell(int(d), int(h), int(n)) for d, h, n in heatmap_rows]
 
     not_counted_rows = (
         await session.execute(
-            select(Checkin.result, Checkin.reason, func.count())
+            select(counts.result, counts.reason, summed)
             .where(
-                Checkin.institution_id == institution_id,
-                Checkin.local_date.between(period.start, period.end),
-                Checkin.result.in_([CheckinResult.REENTRY, CheckinResult.REFUSED]),
+                in_period,
+                counts.result.in_([CheckinResult.REENTRY.value, CheckinResult.REFUSED.value]),
             )
-            .group_by(Checkin.result, Checkin.reason)
-            .order_by(Checkin.result, Checkin.reason)
+            .group_by(counts.result, counts.reason)
+            .order_by(counts.result, counts.reason)
         )
     ).all()
     not_counted = [ReasonCount(str(r), str(reason), int(n)) for r, reason, n in not_counted_rows]
 
-    per_visitor = (
-        select(Checkin.visitor_key, func.count().label("n"))
-        .where(visit)
-        .group_by(Checkin.visitor_key)
-        .subquery()
+    visits_per_visitor, visitors, new_visitors = await _frequency(
+        session, institution_id, period, visit
     )
-    capped = case((per_visitor.c.n >= FREQUENCY_CAP, FREQUENCY_CAP), else_=per_visitor.c.n).label(
-        "capped"
-    )
-    frequency_rows = (
-        await session.execute(select(capped, func.count()).group_by(capped).order_by(capped))
-    ).all()
-    visits_per_visitor = [
-        FrequencyBucket(int(n), int(n) == FREQUENCY_CAP, int(c)) for n, c in frequency_rows
-    ]
     repeat_visitors = sum(b.visitors for b in visits_per_visitor if b.visits >= 2)
-
-    history = (
-        select(Checkin.visitor_key)
-        .where(
-            Checkin.counted.is_(True),
-            Checkin.institution_id == institution_id,
-            Checkin.local_date <= period.end,
-        )
-        .group_by(Checkin.visitor_key)
-        .having(func.min(Checkin.local_date) >= period.start)
-        .subquery()
-    )
-    new_visitors = int((await session.execute(select(func.count()).select_from(history))).one()[0])
-
-    product_rows = (
-        await session.execute(
-            select(
-                Checkin.product_id,
-                Product.code,
-                func.count(),
-                func.count(distinct(Checkin.visitor_key)),
-            )
-            .outerjoin(Product, Product.id == Checkin.product_id)
-            .where(visit)
-            .group_by(Checkin.product_id, Product.code)
-        )
-    ).all()
-    product_mix = sorted(
-        (ProductMix(pid, code, int(v), int(u)) for pid, code, v, u in product_rows),
-        key=lambda p: (-p.visits, p.product_code or "~"),
-    )
-
-    people = _visitor_members(visit)
-    band = case(
-        *(
-            (Member.birth_date <= age_cutoff(period.end, low), label)
-            for low, label in reversed(AGE_BANDS)
-        ),
-        else_=None,
-    ).label("band")
-    age_counts = await _known_groups(session, select(band, func.count()), people, band)
-    region = func.substr(Member.postal_code, 1, REGION_PREFIX_LENGTH).label("region")
-    region_counts = await _known_groups(session, select(region, func.count()), people, region)
+    product_mix = await _product_mix(session, visit, visits_here)
+    age_counts, region_counts = await _demographics(session, visit)
     band_order = {label: f"{i:02d}" for i, (_, label) in enumerate(AGE_BANDS)}
 
     return VisitsReport(
@@ -265,32 +187,153 @@ async def visits_report(
     )
 
 
-def _visitor_members(visit: ColumnElement[bool]) -> Select[str | None, uuid.UUID | None]:
-    """Each visitor's member, while the link exists; erased visitors fall under "unknown"."""
-    return (
-        select(Checkin.visitor_key, Checkin.member_id)
-        .where(visit, Checkin.member_id.is_not(None))
-        .distinct()
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+async def _buckets(
+    session: AsyncSession,
+    label: str,
+    dialect: str,
+    visit: ColumnElement[bool],
+    visits_here: ColumnElement[bool],
+) -> list[TimeBucket]:
+    """Visits per week or month from the counters, distinct visitors from the check-ins."""
+
+    def bucket(column: Any) -> ColumnElement[str]:
+        return (week_start if label == "week" else month_start)(column, dialect)
+
+    def start(value: str) -> date:
+        return date.fromisoformat(value if label == "week" else f"{value}-01")
+
+    counted_bucket = bucket(InstitutionDayCount.local_date).label("bucket")
+    visit_rows = await session.execute(
+        select(counted_bucket, func.sum(InstitutionDayCount.checkins))
+        .where(visits_here)
+        .group_by(counted_bucket)
+    )
+    checkin_bucket = bucket(Checkin.local_date).label("bucket")
+    visitor_rows = await session.execute(
+        select(checkin_bucket, func.count(distinct(Checkin.visitor_key)))
+        .where(visit)
+        .group_by(checkin_bucket)
+    )
+    visitors = {str(b): int(n) for b, n in visitor_rows.all()}
+    return sorted(
+        (TimeBucket(start(str(b)), int(n), visitors.get(str(b), 0)) for b, n in visit_rows.all()),
+        key=lambda t: t.start,
     )
 
 
-async def _known_groups(
-    session: AsyncSession,
-    stmt: Select[str | None, int],
-    people: Select[str | None, uuid.UUID | None],
-    group: ColumnElement[Any],
-) -> dict[str, int]:
-    linked = people.subquery()
+async def _frequency(
+    session: AsyncSession, institution_id: uuid.UUID, period: Period, visit: ColumnElement[bool]
+) -> tuple[list[FrequencyBucket], int, int]:
+    """Visits per visitor, visitors and new visitors, in one pass over the period's visits.
+
+    A visitor is new when no visit here lies before the period: one probe each into the unique
+    index of counted visits, so the cost follows the period, not the years of history.
+    """
+    per_visitor = (
+        select(Checkin.visitor_key.label("visitor_key"), func.count().label("n"))
+        .where(visit)
+        .group_by(Checkin.visitor_key)
+        .subquery()
+    )
+    earlier = aliased(Checkin)
+    seen_before = (
+        select(earlier.id)
+        .where(
+            earlier.visitor_key == per_visitor.c.visitor_key,
+            earlier.institution_id == institution_id,
+            earlier.counted.is_(True),
+            earlier.local_date < period.start,
+        )
+        .exists()
+    )
+    capped = case((per_visitor.c.n >= FREQUENCY_CAP, FREQUENCY_CAP), else_=per_visitor.c.n).label(
+        "capped"
+    )
     rows = (
         await session.execute(
-            stmt.select_from(linked).join(Member, Member.id == linked.c.member_id).group_by(group)
+            select(capped, func.count(), func.count().filter(~seen_before))
+            .where(per_visitor.c.visitor_key.is_not(None))
+            .group_by(capped)
+            .order_by(capped)
         )
     ).all()
-    counts: dict[str, int] = {}
-    for key, count in rows:
-        name = key if key else UNKNOWN
-        counts[name] = counts.get(name, 0) + int(count)
-    return counts
+    buckets = [FrequencyBucket(int(n), int(n) == FREQUENCY_CAP, int(c)) for n, c, _ in rows]
+    return buckets, sum(int(c) for _, c, _ in rows), sum(int(new) for _, _, new in rows)
+
+
+async def _product_mix(
+    session: AsyncSession, visit: ColumnElement[bool], visits_here: ColumnElement[bool]
+) -> list[ProductMix]:
+    counts = InstitutionDayCount
+    visit_rows = (
+        await session.execute(
+            select(counts.product_id, func.sum(counts.checkins))
+            .where(visits_here)
+            .group_by(counts.product_id)
+        )
+    ).all()
+    visitor_rows = (
+        await session.execute(
+            select(Checkin.product_id, func.count(distinct(Checkin.visitor_key)))
+            .where(visit)
+            .group_by(Checkin.product_id)
+        )
+    ).all()
+    visitors = {(p or NO_PRODUCT): int(n) for p, n in visitor_rows}
+    ids = [p for p, _ in visit_rows if p != NO_PRODUCT]
+    codes = dict(
+        (await session.execute(select(Product.id, Product.code).where(Product.id.in_(ids)))).all()
+    )
+    mix = (
+        ProductMix(
+            None if p == NO_PRODUCT else p,
+            codes.get(p),
+            int(v),
+            visitors.get(p, 0),
+        )
+        for p, v in visit_rows
+    )
+    return sorted(mix, key=lambda p: (-p.visits, p.product_code or "~"))
+
+
+async def _demographics(
+    session: AsyncSession, visit: ColumnElement[bool]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Visitors per age band and per region, each visitor as on their latest visit here.
+
+    The band and region are the ones the check-in stored at scan time, so an erased member
+    link changes nothing. Visitors without a known value are left to `_breakdown`.
+    """
+    latest = (
+        select(
+            Checkin.age_band,
+            Checkin.region,
+            func.row_number()
+            .over(partition_by=Checkin.visitor_key, order_by=Checkin.local_date.desc())
+            .label("rank"),
+        )
+        .where(visit, Checkin.visitor_key.is_not(None))
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(latest.c.age_band, latest.c.region, func.count())
+            .where(latest.c.rank == 1)
+            .group_by(latest.c.age_band, latest.c.region)
+        )
+    ).all()
+    bands: dict[str, int] = {}
+    regions: dict[str, int] = {}
+    for band, region, count in rows:
+        if band:
+            bands[band] = bands.get(band, 0) + int(count)
+        if region:
+            regions[region] = regions.get(region, 0) + int(count)
+    return bands, regions
 
 
 def _breakdown(

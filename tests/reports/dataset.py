@@ -505,19 +505,18 @@ def brute_visits(dataset: Dataset, institution: int) -> dict[str, object]:
     products: dict[int | None, list[Record]] = defaultdict(list)
     for r in visits:
         products[r.product].append(r)
-    linked = {r.visitor for r in visits if r.linked}
+    # Each visitor once, as on the latest visit in the period: the age on that visit's day and
+    # the region, both as the scan stored them, whether or not the member link is erased since.
+    latest: dict[int, date] = {}
+    for r in visits:
+        latest[r.visitor] = max(latest.get(r.visitor, r.local), r.local)
     ages: dict[str, int] = defaultdict(int)
     regions: dict[str, int] = defaultdict(int)
     for v in visitors:
         spec = dataset.members[v]
-        if v in linked and spec.birth is not None:
-            ages[band_of(age(spec.birth, last))] += 1
-        else:
-            ages["unknown"] += 1
-        if v in linked and spec.postal:
-            regions[spec.postal[:2]] += 1
-        else:
-            regions["unknown"] += 1
+        years = age(spec.birth, latest[v]) if spec.birth is not None else -1
+        ages[band_of(years) if years >= 0 else "unknown"] += 1
+        regions[spec.postal[:2] if spec.postal else "unknown"] += 1
     band_order = [*(name for _, name in BANDS), "unknown"]
     region_order = [*sorted(k for k in regions if k != "unknown"), "unknown"]
     repeat = sum(1 for n in per_visitor.values() if n >= 2)
