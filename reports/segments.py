@@ -11,8 +11,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from membership import audit
 from membership.audit import Actor
@@ -93,42 +94,78 @@ def _window_start(as_of: date, days: int) -> date:
     return as_of - timedelta(days=days - 1)
 
 
+def _population(institution_id: uuid.UUID, as_of: date) -> ColumnElement[bool]:
+    """Counted visits here in the population window (the 730 days up to `as_of`)."""
+    return and_(
+        Checkin.counted.is_(True),
+        Checkin.institution_id == institution_id,
+        Checkin.local_date.between(_window_start(as_of, POPULATION_DAYS), as_of),
+        Checkin.visitor_key.is_not(None),
+    )
+
+
 def _links(institution_id: uuid.UUID, as_of: date) -> Select[str | None, uuid.UUID | None]:
     """Visitor key to member, while the link exists; an erased visitor can be in no contact list
-    and no renewal segment."""
+    and no renewal segment.
+
+    Only the window's visits are read: erasure removes every link of a member at once and the
+    retention cut removes the oldest first, so a visitor in the window whose link exists at all
+    has it on a visit in the window.
+    """
     return (
         select(Checkin.visitor_key, Checkin.member_id)
+        .where(_population(institution_id, as_of), Checkin.member_id.is_not(None))
+        .distinct()
+    )
+
+
+def _members_at_risk(as_of: date) -> Select[uuid.UUID]:
+    """Holders of a membership that ends soon without auto-renew (segment 1's rule).
+
+    "The latest active term ends within the 60 days" is written as: an active term ends in
+    them and none ends later, so each membership is two probes into its terms' index instead
+    of a maximum over every term of the programme.
+    """
+    soon = as_of + timedelta(days=RENEWAL_DAYS)
+    ending = (
+        select(MembershipTerm.id)
         .where(
-            Checkin.counted.is_(True),
-            Checkin.institution_id == institution_id,
-            Checkin.local_date <= as_of,
-            Checkin.member_id.is_not(None),
+            MembershipTerm.membership_id == Membership.id,
+            MembershipTerm.status == TermStatus.ACTIVE,
+            MembershipTerm.ends_on > as_of,
+            MembershipTerm.ends_on <= soon,
+        )
+        .exists()
+    )
+    later = (
+        select(MembershipTerm.id)
+        .where(
+            MembershipTerm.membership_id == Membership.id,
+            MembershipTerm.status == TermStatus.ACTIVE,
+            MembershipTerm.ends_on > soon,
+        )
+        .exists()
+    )
+    return (
+        select(membership_holders.c.member_id)
+        .join(Membership, Membership.id == membership_holders.c.membership_id)
+        .where(
+            Membership.auto_renew.is_(False),
+            Membership.status.in_([MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE]),
+            ending,
+            ~later,
         )
         .distinct()
     )
 
 
 def _segmented(institution_id: uuid.UUID, as_of: date) -> Select[str | None, str, date]:
-    """One row per visitor of the population: visitor key, segment and last visit date."""
-    links = _links(institution_id, as_of).subquery()
-    last_end = (
-        select(MembershipTerm.membership_id, func.max(MembershipTerm.ends_on).label("ends_on"))
-        .where(MembershipTerm.status == TermStatus.ACTIVE)
-        .group_by(MembershipTerm.membership_id)
-        .subquery()
-    )
-    at_risk = (
-        select(links.c.visitor_key)
-        .join(membership_holders, membership_holders.c.member_id == links.c.member_id)
-        .join(Membership, Membership.id == membership_holders.c.membership_id)
-        .join(last_end, last_end.c.membership_id == Membership.id)
-        .where(
-            Membership.auto_renew.is_(False),
-            Membership.status.in_([MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE]),
-            last_end.c.ends_on > as_of,
-            last_end.c.ends_on <= as_of + timedelta(days=RENEWAL_DAYS),
-        )
-    )
+    """One row per visitor of the population: visitor key, segment and last visit date.
+
+    One pass over the window's visits (covering index); a visitor first seen in the window is
+    new only if no visit here lies before it, one probe into the unique index of visits.
+    """
+    risk = _members_at_risk(as_of).subquery()
     loyal_from = _window_start(as_of, LOYAL_WINDOW_DAYS)
     per_visitor = (
         select(
@@ -136,24 +173,35 @@ def _segmented(institution_id: uuid.UUID, as_of: date) -> Select[str | None, str
             func.min(Checkin.local_date).label("first_visit"),
             func.max(Checkin.local_date).label("last_visit"),
             func.sum(case((Checkin.local_date >= loyal_from, 1), else_=0)).label("recent"),
+            func.max(case((risk.c.member_id.is_not(None), 1), else_=0)).label("at_risk"),
         )
-        .where(
-            Checkin.counted.is_(True),
-            Checkin.institution_id == institution_id,
-            Checkin.local_date <= as_of,
-            Checkin.visitor_key.is_not(None),
-        )
+        .select_from(Checkin)
+        .outerjoin(risk, risk.c.member_id == Checkin.member_id)
+        .where(_population(institution_id, as_of))
         .group_by(Checkin.visitor_key)
-        .having(func.max(Checkin.local_date) >= _window_start(as_of, POPULATION_DAYS))
         .subquery()
     )
+    earlier = aliased(Checkin)
+    seen_before = (
+        select(earlier.id)
+        .where(
+            earlier.visitor_key == per_visitor.c.visitor_key,
+            earlier.institution_id == institution_id,
+            earlier.counted.is_(True),
+            earlier.local_date < _window_start(as_of, POPULATION_DAYS),
+        )
+        .exists()
+    )
     segment = case(
-        (per_visitor.c.visitor_key.in_(at_risk), Segment.RENEWAL_AT_RISK.value),
+        (per_visitor.c.at_risk == 1, Segment.RENEWAL_AT_RISK.value),
         (
             per_visitor.c.last_visit < _window_start(as_of, LAPSED_DAYS),
             Segment.LAPSED.value,
         ),
-        (per_visitor.c.first_visit >= _window_start(as_of, NEW_DAYS), Segment.NEW.value),
+        (
+            and_(per_visitor.c.first_visit >= _window_start(as_of, NEW_DAYS), ~seen_before),
+            Segment.NEW.value,
+        ),
         (per_visitor.c.recent >= LOYAL_VISITS, Segment.LOYAL.value),
         else_=Segment.REGULAR.value,
     ).label("segment")

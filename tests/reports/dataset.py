@@ -612,7 +612,8 @@ def brute_segments(dataset: Dataset, a: int) -> dict[int, str]:
         if days[-1] < as_of - timedelta(days=729):
             continue
         spec = dataset.members[v]
-        linked = any(r.linked for r in rs)
+        # The member link as the window's visits carry it (docs/reports.md, "Segments").
+        linked = any(r.linked for r in rs if r.local >= as_of - timedelta(days=729))
         ends = as_of + timedelta(days=spec.ends_delta)
         at_risk = (
             linked
@@ -639,7 +640,10 @@ def brute_contacts(dataset: Dataset, a: int) -> dict[int, str]:
     linked = {
         r.visitor
         for r in records(dataset)
-        if r.counted and r.institution == a and r.local <= as_of and r.linked
+        if r.counted
+        and r.institution == a
+        and as_of - timedelta(days=729) <= r.local <= as_of
+        and r.linked
     }
     return {
         v: s
