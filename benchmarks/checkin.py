@@ -12,7 +12,8 @@ What it does, in order:
    same workers, pool and database;
 3. scans random cards' signed QR codes from several doors with aiohttp (keep-alive; a lighter
    client than httpx, whose own CPU would be taken from the server on a small machine) at
-   concurrency 1, 8 and 32, each for a fixed time after a warm-up, mostly first scans and some
+   concurrency 1, 8 and 32, each for a fixed time after a warm-up (in `--rounds` slices in which
+   the two endpoints take turns, so both meet the same machine load), mostly first scans and some
    repeats that hit anti-passback, and prints throughput, latency percentiles and the ratio of
    the check-in to the ceiling, with the targets of the issue.
 
@@ -844,6 +845,27 @@ class Phase:
         ok = len(self.latencies)
         return f"{seconds / ok * 1000:.2f}" if seconds is not None and ok else "-"
 
+    @classmethod
+    def merge(cls, slices: Sequence[Phase]) -> Phase:
+        """One phase from its slices: requests and times added up, the load averaged."""
+        app = [s.app_cpu for s in slices]
+        db = [s.db_cpu for s in slices]
+        outcomes: Counter[str] = Counter()
+        for part in slices:
+            outcomes.update(part.outcomes)
+        return cls(
+            endpoint=slices[0].endpoint,
+            concurrency=slices[0].concurrency,
+            latencies=[latency for part in slices for latency in part.latencies],
+            errors=sum(part.errors for part in slices),
+            elapsed=sum(part.elapsed for part in slices),
+            app_cpu=None if None in app else sum(x for x in app if x is not None),
+            db_cpu=None if None in db else sum(x for x in db if x is not None),
+            client_cpu=sum(part.client_cpu for part in slices),
+            load_average=statistics.fmean(part.load_average for part in slices),
+            outcomes=outcomes,
+        )
+
 
 async def run_phase(
     client: aiohttp.ClientSession,
@@ -938,18 +960,32 @@ async def benchmark(
                 max_requests=options.warmup,
             )
         phases = []
+        rounds = max(1, options.rounds)
         for concurrency in CONCURRENCIES:
-            for endpoint in (CEILING_PATH, CHECKIN_PATH):
-                phase = await run_phase(
-                    client,
-                    target,
-                    server,
-                    traffic,
-                    endpoint=endpoint,
-                    concurrency=concurrency,
-                    seconds=options.seconds,
-                    max_requests=options.requests,
+            # The two endpoints take turns in short slices, each first in every other round,
+            # so that a machine whose load changes by the minute weighs on both alike.
+            slices: dict[str, list[Phase]] = {CEILING_PATH: [], CHECKIN_PATH: []}
+            for turn in range(rounds):
+                order = (
+                    (CEILING_PATH, CHECKIN_PATH) if turn % 2 == 0 else (CHECKIN_PATH, CEILING_PATH)
                 )
+                for endpoint in order:
+                    slices[endpoint].append(
+                        await run_phase(
+                            client,
+                            target,
+                            server,
+                            traffic,
+                            endpoint=endpoint,
+                            concurrency=concurrency,
+                            seconds=options.seconds / rounds,
+                            max_requests=-(-options.requests // rounds)
+                            if options.requests
+                            else None,
+                        )
+                    )
+            for endpoint in (CEILING_PATH, CHECKIN_PATH):
+                phase = Phase.merge(slices[endpoint])
                 print(
                     f"  {endpoint:<16} c={concurrency:<3} {phase.requests:>6} requests "
                     f"{phase.throughput:8.1f} req/s  p99 {phase.percentile(99):7.1f} ms"
@@ -1021,6 +1057,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="per endpoint and concurrency")
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes (the API is stateless)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="slices per concurrency in which the two endpoints take turns",
     )
     parser.add_argument("--requests", type=int, help="cap per endpoint and concurrency")
     parser.add_argument("--warmup", type=int, default=200, help="requests per endpoint first")
