@@ -7,6 +7,7 @@ show (real Checkout pages, idempotency keys, Stripe's dunning) is covered by the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -436,3 +437,42 @@ async def test_refund_of_a_subscriptions_first_payment_goes_to_its_invoice(
     await _deliver_events(stripe_api, client)
     assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 1
     assert await _count(session, Card, Card.status == CardStatus.BLOCKED) == 1
+
+
+async def test_operator_refund_and_its_echo_at_the_same_instant_book_one_refund(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+    backend: str,
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: this race needs row locks")
+    completed, _membership = await _subscribed(session, client, stripe_api, app, settings)
+    invoice = await _renew_at_stripe(stripe_api, client, completed)
+    await _settle(app, settings)
+    renewal = await _renewal_payment(session)
+    operator = await create_staff_user(session, role=StaffRole.OPERATOR_ADMIN)
+    headers = await auth_headers(session, staff_user=operator)
+    await session.commit()
+    echo = se.charge_refunded(invoice["payment_intent"], amount=7500, refunded=7500)
+    body, signed = se.signed(echo)
+    answers = await asyncio.gather(
+        client.post(
+            f"/v1/payments/{renewal.id}/refunds",
+            json={"amount_minor": 7500, "reason": "double charge"},
+            headers=headers,
+        ),
+        *(
+            client.post("/v1/payments/stripe/webhook", content=body, headers=signed)
+            for _ in range(5)
+        ),
+    )
+    assert all(answer.status_code in (200, 201, 422) for answer in answers), answers
+    await _deliver_events(stripe_api, client)
+    await _settle(app, settings)
+    assert await _count(session, Payment, Payment.kind == PaymentKind.REFUND) == 1
+    assert await _count(session, MembershipTerm, MembershipTerm.status == "refunded") == 1
+    refunded = await _renewal_payment(session)
+    assert refunded.refunded_minor == 7500
