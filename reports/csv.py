@@ -140,7 +140,10 @@ def contacts_csv(contacts: Sequence[ContactRow]) -> str:
 
 
 def payout_csv(statement: PayoutStatement) -> str:
-    """The statement lines; amounts both in minor units and as a decimal for spreadsheets."""
+    """The statement lines; amounts both in minor units and as a decimal for spreadsheets.
+
+    `correction_for` names the closed month whose late visits a correction line pays.
+    """
     models = {m.month: m.model for m in statement.months}
     return render(
         (
@@ -152,6 +155,7 @@ def payout_csv(statement: PayoutStatement) -> str:
             "amount_minor",
             "amount",
             "currency",
+            "correction_for",
         ),
         (
             (
@@ -163,6 +167,7 @@ def payout_csv(statement: PayoutStatement) -> str:
                 line.amount_minor,
                 _decimal(line.amount_minor),
                 statement.currency,
+                line.correction_for.strftime("%Y-%m") if line.correction_for else None,
             )
             for line in statement.lines
         ),

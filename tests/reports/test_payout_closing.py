@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -27,6 +29,7 @@ from membership.models import (
     PayoutClosingLine,
     Venue,
 )
+from reports.csv import payout_csv
 from reports.payouts import (
     MonthAlreadyClosed,
     MonthNotNext,
@@ -207,6 +210,12 @@ class TestLateVisits:
         assert [line for line in final.lines if line.month == APRIL] == pending
         assert final.months[3].closed_at is not None
         _adds_up(final)
+        rows = list(csv.DictReader(io.StringIO(payout_csv(final))))
+        assert [(r["month"], r["institution_code"], r["correction_for"]) for r in rows] == [
+            ("2026-03", "A", ""),
+            ("2026-03", "B", ""),
+            ("2026-04", "A", "2026-03"),
+        ]
         # Paid once: closing May finds nothing late any more.
         await _close(session, MAY)
         assert (await _statement(session)).total_minor == final.total_minor
