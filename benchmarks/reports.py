@@ -1,7 +1,7 @@
 """Report timings on national-scale data on PostgreSQL.
 
     .venv/bin/python -m benchmarks.reports [--database membership_national] [--factor 1.0]
-        [--skip-load | --force] [--repeat 5] [--rollups]
+        [--skip-load | --force] [--repeat 5] [--rollups] [--only ROW,ROW]
 
 (Run as a module: as a script, this file would shadow the `reports` package.)
 
@@ -183,7 +183,7 @@ async def _p50(action: Callable[[], Awaitable[object]], repeat: int) -> float:
     return statistics.median(timings)
 
 
-async def _time_reports(repeat: int, periods: _Periods) -> None:
+async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
     engine = create_engine(_bench_url())
     sessions = create_sessionmaker(engine)
     period, month, as_of = periods.year, periods.month, periods.as_of
@@ -223,6 +223,8 @@ async def _time_reports(repeat: int, periods: _Periods) -> None:
             f"{'report':<18}" + "".join(f"{f'{n} ({v} visits)':>26}" for n, (_, v) in picks.items())
         )
         for name, report in reports.items():
+            if only and name not in only:
+                continue
             cells = []
             for institution_id, _ in picks.values():
                 async with sessions() as session:
@@ -232,16 +234,18 @@ async def _time_reports(repeat: int, periods: _Periods) -> None:
                         )
                     )
             print(f"{name:<18}" + "".join(f"{c:>26.3f}" for c in cells), flush=True)
-        async with sessions() as session:
-            network = await _p50(
-                lambda: network_report(session, period=period, k=K), max(1, repeat // 2)
-            )
-        print(f"{'network (year)':<18}{network:>26.3f}")
-        async with sessions() as session:
-            network = await _p50(
-                lambda: network_report(session, period=periods.quarter, k=K), max(1, repeat // 2)
-            )
-        print(f"{'network (quarter)':<18}{network:>26.3f}")
+        for name, network_period in (
+            ("network (year)", period),
+            ("network (quarter)", periods.quarter),
+        ):
+            if only and name not in only:
+                continue
+            async with sessions() as session:
+                network = await _p50(
+                    lambda p=network_period, s=session: network_report(s, period=p, k=K),
+                    max(1, repeat // 2),
+                )
+            print(f"{name:<18}{network:>26.3f}", flush=True)
     finally:
         await engine.dispose()
 
@@ -256,6 +260,11 @@ def main() -> None:
     loading.add_argument("--force", action="store_true", help="replace a loaded programme")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rollups", action="store_true")
+    parser.add_argument(
+        "--only",
+        default="",
+        help='comma-separated report rows, e.g. "payout (year),network (year)"',
+    )
     args = parser.parse_args()
     DATABASE = args.database
     if not args.skip_load:
@@ -273,7 +282,7 @@ def main() -> None:
     )
     if args.rollups:
         asyncio.run(_prepare_rollups(periods.payout_year))
-    asyncio.run(_time_reports(args.repeat, periods))
+    asyncio.run(_time_reports(args.repeat, periods, set(filter(None, args.only.split(",")))))
 
 
 if __name__ == "__main__":
