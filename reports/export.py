@@ -59,6 +59,8 @@ COLUMNS = (
     "venue_code",
     "venue_name",
     "product_code",
+    "age_band",
+    "region",
 )
 
 
@@ -108,7 +110,11 @@ def visitor_id(key: bytes, visitor_key: str | None) -> str:
 
 
 class Visit(NamedTuple):
-    """One exported row; `visited_at` is on the institution's wall clock, to the second."""
+    """One exported row; `visited_at` is on the institution's wall clock, to the second.
+
+    Age band and region are those stored on the check-in at scan time, so an erasure or the
+    retention cut of the member link changes no export (rule 5).
+    """
 
     visitor_id: str
     visited_at: datetime
@@ -116,6 +122,8 @@ class Visit(NamedTuple):
     venue_code: str
     venue_name: str
     product_code: str | None
+    age_band: str | None
+    region: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +197,8 @@ async def visit_batches(
             Venue.code,
             Venue.name,
             Product.code,
+            Checkin.age_band,
+            Checkin.region,
         )
         .join(Venue, Venue.id == Checkin.venue_id)
         .outerjoin(Product, Product.id == Checkin.product_id)
@@ -209,8 +219,19 @@ async def visit_batches(
                     venue_code,
                     venue_name,
                     product_code,
+                    age_band,
+                    region,
                 )
-                for visitor_key, scanned_at, day, venue_code, venue_name, product_code in partition
+                for (
+                    visitor_key,
+                    scanned_at,
+                    day,
+                    venue_code,
+                    venue_name,
+                    product_code,
+                    age_band,
+                    region,
+                ) in partition
             ]
     finally:
         # A client that disconnects stops the stream early; the cursor must not outlive it.
@@ -232,6 +253,8 @@ def _csv_row(visit: Visit) -> tuple[str, ...]:
         spreadsheet_text(visit.venue_code),
         spreadsheet_text(visit.venue_name),
         spreadsheet_text(visit.product_code),
+        spreadsheet_text(visit.age_band),
+        spreadsheet_text(visit.region),
     )
 
 
@@ -263,6 +286,8 @@ def parquet_schema(export: VisitExport) -> pa.Schema:
         pa.field("venue_code", few_values, nullable=False),
         pa.field("venue_name", few_values, nullable=False),
         pa.field("product_code", few_values),
+        pa.field("age_band", few_values),
+        pa.field("region", few_values),
     ]
     return pa.schema(
         fields,
@@ -279,7 +304,9 @@ def _record_batch(batch: Sequence[Visit], schema: pa.Schema) -> pa.RecordBatch:
     def few(values: Sequence[str | None]) -> pa.DictionaryArray[Any, Any]:
         return pa.array(values, pa.string()).dictionary_encode()
 
-    ids, moments, days, venue_codes, venue_names, products = zip(*batch, strict=True)
+    ids, moments, days, venue_codes, venue_names, products, bands, regions = zip(
+        *batch, strict=True
+    )
     return pa.RecordBatch.from_arrays(
         [
             # No visitor key (never the case for a visit counted at a door) is null, not "".
@@ -290,6 +317,8 @@ def _record_batch(batch: Sequence[Visit], schema: pa.Schema) -> pa.RecordBatch:
             few(venue_codes),
             few(venue_names),
             few(products),
+            few(bands),
+            few(regions),
         ],
         schema=schema,
     )

@@ -47,7 +47,7 @@ from tests.factories import (
     create_venue,
 )
 from tests.helpers import StaffWorld, assert_problem, create_staff_world
-from tests.reports.dataset import Dataset, Loaded, datasets, load, visits_of
+from tests.reports.dataset import Dataset, Loaded, age, band_of, datasets, load, visits_of
 
 SECRET = "a test secret of at least thirty-two characters"
 EXAMPLES = hypothesis_settings(
@@ -113,6 +113,8 @@ def parquet_rows(data: bytes) -> list[tuple[str, ...]]:
             row["venue_code"],
             row["venue_name"],
             row["product_code"] or "",
+            row["age_band"] or "",
+            row["region"] or "",
         )
         for row in parquet_table(data).to_pylist()
     ]
@@ -135,6 +137,7 @@ def brute_export(dataset: Dataset, loaded: Loaded, index: int) -> list[tuple[str
         local = record.at.astimezone(zone)
         visitor_key = loaded.members[record.visitor].visitor_key
         assert visitor_key is not None
+        spec = dataset.members[record.visitor]
         rows.append(
             (
                 expected_id(institution, visitor_key),
@@ -144,6 +147,8 @@ def brute_export(dataset: Dataset, loaded: Loaded, index: int) -> list[tuple[str
                 venue.code,
                 venue.name,
                 "" if record.product is None else f"P{record.product}",
+                "" if spec.birth is None else band_of(age(spec.birth, record.local)),
+                (spec.postal or "")[:2],
             )
         )
     return rows
@@ -273,6 +278,24 @@ class TestVisitorIds:
         assert len({first[0], at_b[0], other_secret[0]}) == 3
         assert all(len(row[0]) == 16 for row in (first, at_b, other_secret))
 
+    async def test_an_erasure_changes_no_row(self, session: AsyncSession) -> None:
+        """Age band and region are the visit's own, stored at scan time (rule 5)."""
+        institution = await create_institution(session)
+        member = await create_member(session, birth_date=date(2008, 6, 2), postal_code="3511 AA")
+        for day in (1, 2):
+            await _visit(
+                session, institution, datetime(2026, 6, day, 10, tzinfo=UTC), member=member
+            )
+        await session.commit()
+        export = export_of(institution, date(2026, 6, 1), date(2026, 6, 2))
+        before = await export_csv(session, export)
+        assert [row[7:] for row in before] == [("13-17", "35"), ("18-24", "35")]
+        for checkin in await session.scalars(select(Checkin)):
+            checkin.member_id = None
+        member.birth_date, member.postal_code = None, None
+        await session.commit()
+        assert await export_csv(session, export) == before
+
     async def test_a_visit_without_visitor_key_has_an_empty_id(self, session: AsyncSession) -> None:
         institution = await create_institution(session)
         checkin = await _visit(
@@ -336,7 +359,7 @@ class TestFiles:
         assert schema.field("visited_at").type == pa.timestamp("ms", tz="Europe/Amsterdam")
         assert schema.field("local_date").type == pa.date32()
         assert schema.field("local_time").type == pa.time32("ms")
-        for name in ("venue_code", "venue_name", "product_code"):
+        for name in ("venue_code", "venue_name", "product_code", "age_band", "region"):
             assert schema.field(name).type == pa.dictionary(pa.int32(), pa.string()), name
         assert schema.metadata[b"institution_code"] == institution.code.encode()
         assert schema.metadata[b"visitor_id_scheme"] == b"hmac-sha256/v1"
