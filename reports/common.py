@@ -14,13 +14,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Integer, and_, cast, extract, func, literal
+from sqlalchemy import ColumnElement, Date, Integer, and_, cast, extract, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.errors import InvalidValue, NotFound
 from membership.models import Checkin, Institution
 
 MAX_PERIOD_DAYS = 3 * 366
+REPORT_WORK_MEM = "64MB"
 
 
 class InvalidPeriod(InvalidValue):
@@ -73,12 +74,36 @@ def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def week_start(column: Any, dialect: str) -> ColumnElement[str]:
-    """The Monday of the ISO week of a date column, as 'YYYY-MM-DD' text on both databases."""
+def week_start(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The Monday of the ISO week of a date column: a date on PostgreSQL (date arithmetic, no
+    formatting per row), 'YYYY-MM-DD' text on SQLite; `as_date` reads either."""
     if dialect == "postgresql":
-        return func.to_char(column - (cast(extract("isodow", column), Integer) - 1), "YYYY-MM-DD")
+        monday: ColumnElement[Any] = column - (cast(extract("isodow", column), Integer) - 1)
+        return monday
     # 'weekday 0' moves forward to Sunday (or stays on it); six days back is that week's Monday.
     return func.date(column, "weekday 0", "-6 days")
+
+
+def first_of_month(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The first day of the month of a date column, typed as `week_start`."""
+    if dialect == "postgresql":
+        return cast(func.date_trunc("month", column), Date)
+    return func.date(column, "start of month")
+
+
+def as_date(value: date | str) -> date:
+    """A day as either database returns it."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+async def analytic_memory(session: AsyncSession) -> None:
+    """Sort and hash memory for this transaction's report queries on PostgreSQL.
+
+    A large institution's distinct-visitor figures hash or sort hundreds of thousands of
+    visitor keys; with the server default (4 MB) each spills to disk several times.
+    """
+    if dialect_name(session) == "postgresql":
+        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
 
 
 def month_start(column: Any, dialect: str) -> ColumnElement[str]:
@@ -95,37 +120,9 @@ def weekday(column: Any, dialect: str) -> ColumnElement[int]:
     return (cast(func.strftime("%w", column), Integer) + 6) % 7
 
 
-def local_hour(column: Any, timezone: str, dialect: str) -> ColumnElement[int]:
-    """The hour of a UTC timestamp column on the wall clock of `timezone`.
-
-    PostgreSQL converts with its own time zone database; SQLite has none, so a deterministic
-    Python function (`ensure_sqlite_functions`) does the same conversion inside the query.
-    """
-    if dialect == "postgresql":
-        return cast(extract("hour", func.timezone(literal(timezone), column)), Integer)
-    return func.report_local_hour(column, timezone)
-
-
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
-
-
-def _sqlite_local_hour(value: str | None, timezone: str) -> int | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return moment.astimezone(_zone(timezone)).hour
-
-
-async def ensure_sqlite_functions(session: AsyncSession) -> None:
-    """Register the SQLite side of `local_hour` on the connection this session uses."""
-    if dialect_name(session) != "sqlite":
-        return
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
-    await driver.create_function("report_local_hour", 2, _sqlite_local_hour, deterministic=True)
 
 
 def utc_bounds(day: date, timezone: str) -> datetime:

@@ -27,7 +27,7 @@ from membership.models import (
     TermStatus,
     membership_holders,
 )
-from reports.common import get_institution
+from reports.common import analytic_memory, get_institution
 
 POPULATION_DAYS = 730
 LAPSED_DAYS = 365
@@ -214,6 +214,7 @@ async def segments_report(
     """Segment sizes of this institution's visitors on `as_of` (default: its local today)."""
     institution = await get_institution(session, institution_id)
     as_of = as_of or local_date(utcnow(), institution.timezone)
+    await analytic_memory(session)
     rows = _segmented(institution_id, as_of).subquery()
     counts = {
         str(segment): int(n)
@@ -240,6 +241,7 @@ async def consenting_contacts(
     """
     institution = await get_institution(session, institution_id)
     as_of = as_of or local_date(utcnow(), institution.timezone)
+    await analytic_memory(session)
     rows = _segmented(institution_id, as_of).subquery()
     links = _links(institution_id, as_of).subquery()
     stmt = (

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, distinct, func, select
+from sqlalchemy import ColumnElement, Uuid, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -16,10 +16,12 @@ from membership.demographics import AGE_BANDS
 from membership.models import NO_PRODUCT, Checkin, CheckinResult, InstitutionDayCount, Product
 from reports.common import (
     Period,
+    analytic_memory,
+    as_date,
     counted_visits,
     dialect_name,
+    first_of_month,
     get_institution,
-    month_start,
     ratio,
     week_start,
     weekday,
@@ -103,11 +105,13 @@ async def visits_report(
 
     Sums (visits, heatmap, reasons, visits per day and per product) come from the day counters
     (`institution_day_counts`), a few thousand rows a year. Distinct-visitor figures are not
-    additive: they read the counted check-ins, all from the covering index
-    `ix_checkins_counted_cover`, in four scans.
+    additive: they read the counted check-ins from the covering index
+    `ix_checkins_counted_cover` (per week, per month, per visitor, per product, latest visit).
+    A scan this session made but has not committed is in the counters too (`apply_pending`).
     """
     institution = await get_institution(session, institution_id)
     await rollups.apply_pending(session)
+    await analytic_memory(session)
     dialect = dialect_name(session)
     visit = counted_visits(period, institution_id)
     counts = InstitutionDayCount
@@ -127,7 +131,7 @@ async def visits_report(
         )
     ).all()
     # A visitor has at most one visit a day here, so a day's visitors are its visits.
-    by_day = [TimeBucket(_as_date(day), int(n), int(n)) for day, n in day_rows]
+    by_day = [TimeBucket(as_date(day), int(n), int(n)) for day, n in day_rows]
     visits = sum(bucket.visits for bucket in by_day)
     by_week = await _buckets(session, "week", dialect, visit, visits_here)
     by_month = await _buckets(session, "month", dialect, visit, visits_here)
@@ -187,10 +191,6 @@ async def visits_report(
     )
 
 
-def _as_date(value: date | str) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
 async def _buckets(
     session: AsyncSession,
     label: str,
@@ -200,11 +200,8 @@ async def _buckets(
 ) -> list[TimeBucket]:
     """Visits per week or month from the counters, distinct visitors from the check-ins."""
 
-    def bucket(column: Any) -> ColumnElement[str]:
-        return (week_start if label == "week" else month_start)(column, dialect)
-
-    def start(value: str) -> date:
-        return date.fromisoformat(value if label == "week" else f"{value}-01")
+    def bucket(column: Any) -> ColumnElement[Any]:
+        return (week_start if label == "week" else first_of_month)(column, dialect)
 
     counted_bucket = bucket(InstitutionDayCount.local_date).label("bucket")
     visit_rows = await session.execute(
@@ -212,17 +209,27 @@ async def _buckets(
         .where(visits_here)
         .group_by(counted_bucket)
     )
-    checkin_bucket = bucket(Checkin.local_date).label("bucket")
-    visitor_rows = await session.execute(
-        select(checkin_bucket, func.count(distinct(Checkin.visitor_key)))
-        .where(visit)
-        .group_by(checkin_bucket)
-    )
-    visitors = {str(b): int(n) for b, n in visitor_rows.all()}
+    visitors = await _distinct_visitors(session, bucket(Checkin.local_date), visit)
     return sorted(
-        (TimeBucket(start(str(b)), int(n), visitors.get(str(b), 0)) for b, n in visit_rows.all()),
+        (TimeBucket(as_date(b), int(n), visitors.get(as_date(b), 0)) for b, n in visit_rows.all()),
         key=lambda t: t.start,
     )
+
+
+async def _distinct_visitors(
+    session: AsyncSession, group: ColumnElement[Any], visit: ColumnElement[bool]
+) -> dict[Any, int]:
+    """Distinct visitors per group, as a count over distinct (group, visitor) pairs.
+
+    Written so because PostgreSQL can hash a DISTINCT, while `count(DISTINCT …)` always sorts.
+    """
+    pairs = select(group.label("grp"), Checkin.visitor_key).where(visit).distinct().subquery()
+    rows = await session.execute(
+        select(pairs.c.grp, func.count())
+        .where(pairs.c.visitor_key.is_not(None))
+        .group_by(pairs.c.grp)
+    )
+    return {(as_date(g) if isinstance(g, (date, str)) else g): int(n) for g, n in rows.all()}
 
 
 async def _frequency(
@@ -276,14 +283,10 @@ async def _product_mix(
             .group_by(counts.product_id)
         )
     ).all()
-    visitor_rows = (
-        await session.execute(
-            select(Checkin.product_id, func.count(distinct(Checkin.visitor_key)))
-            .where(visit)
-            .group_by(Checkin.product_id)
-        )
-    ).all()
-    visitors = {(p or NO_PRODUCT): int(n) for p, n in visitor_rows}
+    per_product = await _distinct_visitors(
+        session, func.coalesce(Checkin.product_id, literal(NO_PRODUCT, Uuid())), visit
+    )
+    visitors = {uuid.UUID(str(p)): n for p, n in per_product.items()}
     ids = [p for p, _ in visit_rows if p != NO_PRODUCT]
     codes = dict(
         (await session.execute(select(Product.id, Product.code).where(Product.id.in_(ids)))).all()
