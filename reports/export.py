@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import csv
 import enum
+import functools
 import hmac
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -46,7 +48,7 @@ FETCH_ROWS = 5_000
 ROW_GROUP_ROWS = 100_000
 
 VISITOR_ID_HEX = 16
-ID_SCHEME = "hmac-sha256/v1"
+ID_SCHEME = "blake2b-64/v1"
 _ID_KEY_LABEL = b"membership visitor-id v1 institution "
 # Used only on SQLite, the embedded development database; ids made with it are not secret.
 _DEVELOPMENT_SECRET = b"membership development export id secret: set MEMBERSHIP_EXPORT_ID_SECRET"
@@ -98,15 +100,16 @@ def id_secret(settings: Settings) -> bytes:
 
 
 def institution_id_key(secret: bytes, institution_id: uuid.UUID) -> bytes:
-    """The institution's own key, derived so that no two institutions share one."""
+    """The institution's own key (HMAC-SHA256 of the secret), so that no two share one."""
     return hmac.digest(secret, _ID_KEY_LABEL + institution_id.bytes, "sha256")
 
 
 def visitor_id(key: bytes, visitor_key: str | None) -> str:
-    """16 hex characters (64 bits): collisions stay negligible below billions of visitors."""
+    """Keyed BLAKE2b, a MAC by design and one C call per row (HMAC costs about three times as
+    much here); 64 bits keep collisions negligible for a programme's millions of visitors."""
     if visitor_key is None:
         return ""
-    return hmac.digest(key, visitor_key.encode(), "sha256")[: VISITOR_ID_HEX // 2].hex()
+    return blake2b(visitor_key.encode(), key=key, digest_size=VISITOR_ID_HEX // 2).hexdigest()
 
 
 class Visit(NamedTuple):
@@ -244,17 +247,23 @@ async def visit_batches(
 _BOM = "\ufeff"
 
 
+# The text columns hold few distinct values (venues, products, bands, regions), so their
+# spreadsheet-safe form is computed once per value instead of once per row.
+_few_values_text = functools.lru_cache(maxsize=4096)(spreadsheet_text)
+
+
 def _csv_row(visit: Visit) -> tuple[str, ...]:
+    text = _few_values_text
     return (
         visit.visitor_id,
         visit.visited_at.isoformat(),
         visit.local_date.isoformat(),
         visit.visited_at.time().isoformat(),
-        spreadsheet_text(visit.venue_code),
-        spreadsheet_text(visit.venue_name),
-        spreadsheet_text(visit.product_code),
-        spreadsheet_text(visit.age_band),
-        spreadsheet_text(visit.region),
+        text(visit.venue_code),
+        text(visit.venue_name),
+        text(visit.product_code),
+        text(visit.age_band),
+        text(visit.region),
     )
 
 
