@@ -36,7 +36,7 @@ test: lint typecheck unit
 
 # Each benchmark prints its figures; run as modules so benchmarks/reports.py cannot shadow the
 # reports package. The PostgreSQL ones load their own databases (see each script's --help).
-BENCHMARKS := cards checkin scanner payments reports
+BENCHMARKS := cards checkin scanner payments reports export
 bench: install
 	@for name in $(BENCHMARKS); do echo "== benchmarks/$$name.py"; $(BIN)/python -m benchmarks.$$name || exit 1; done
 
