@@ -213,7 +213,8 @@ async def run_once(
     provider: PaymentProvider | None = None,
 ) -> PassReport:
     """One pass: renewals the provider leaves to us, then events (they may activate or extend
-    memberships), then standing, then mail; last, what has given up, for the report.
+    memberships), then standing and cards (a paid term that starts after a refunded one
+    unblocks them), then mail; last, what has given up, for the report.
 
     Without a `provider` the pass makes the one the settings name, and closes it after.
     """
@@ -225,6 +226,12 @@ async def run_once(
     in_grace, expired = await update_standing(sessionmaker, settings=settings, now=now)
     async with sessionmaker() as session:
         await cards.expire_temporary_cards(session, now=now)
+        await memberships.end_refund_gaps(
+            session,
+            today=local_date(now, settings.programme_timezone),
+            actor=JOBS_ACTOR,
+            now=now,
+        )
         await session.commit()
     reminders = await send_reminders(sessionmaker, settings=settings, now=now)
     sent = await outbox.send_due(sessionmaker, settings=settings, now=now)

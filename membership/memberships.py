@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,6 +26,7 @@ from membership.errors import Conflict, InvalidValue, NotFound
 from membership.models import (
     LIVE_CARD_STATUSES,
     Card,
+    CardStatus,
     Member,
     Membership,
     MembershipStatus,
@@ -44,6 +45,9 @@ from membership.settings import Settings
 PAYMENTS_ACTOR = Actor(label="payments")
 _REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 _APPLIED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+# Why the cards of a membership whose current term was refunded, with a later term paid, are
+# blocked; `end_refund_gaps` unblocks exactly these when the later term starts.
+REFUND_GAP = "current term refunded; a later paid term follows"
 
 
 class ProductNotFound(NotFound):
@@ -258,6 +262,19 @@ def paid_until(membership: Membership) -> date | None:
     """The end of the last term still standing (refunded and cancelled terms do not count)."""
     ends = [term.ends_on for term in membership.terms if term.status == TermStatus.ACTIVE]
     return max(ends) if ends else None
+
+
+def paid_again_on(membership: Membership, *, today: date) -> date | None:
+    """The first day of the next paid term when none covers `today`: the gap a refunded
+    current term leaves before a later paid one, shown to the member (None without a gap)."""
+    if any(term.covers(today) for term in membership.terms):
+        return None
+    later = [
+        term.starts_on
+        for term in membership.terms
+        if term.status == TermStatus.ACTIVE and term.starts_on > today
+    ]
+    return min(later) if later else None
 
 
 async def apply_payment(
@@ -530,10 +547,10 @@ async def _end_refunded_term(
 ) -> str | None:
     """End the refunded payment's term; end the membership when nothing paid runs on.
 
-    A refunded early renewal leaves the current term running to its end; a refunded current
-    term (the first one, or a renewal already under way) leaves no paid day after today, so
-    the cards are blocked now rather than at the next job pass. Returns the subscription the
-    caller cancels at the provider.
+    A refunded early renewal leaves the current term running to its end. A refunded current
+    term (the first one, or a renewal already under way) blocks the cards now rather than at
+    the next job pass: for good when no paid day follows today, else until the later paid
+    term starts. Returns the subscription the caller cancels at the provider.
     """
     membership = await load_membership(session, membership_id=payment.membership_id)
     for term in membership.terms:
@@ -541,20 +558,74 @@ async def _end_refunded_term(
             term.status = TermStatus.REFUNDED
     remaining = paid_until(membership)
     if remaining is not None and remaining > today:
+        if not any(term.covers(today) for term in membership.terms):
+            # The current term went, a paid one lies ahead: nobody paid for today. Blocked
+            # cards reach offline scanners through the revocation feed, which a code's
+            # valid-until date (the end of the later term) cannot; `end_refund_gaps` unblocks
+            # them when the later term starts.
+            await _block_live_cards(
+                session, membership_id=membership.id, reason=REFUND_GAP, actor=actor, now=now
+            )
         await session.flush()
         return None
     membership.status = MembershipStatus.REFUNDED
     cancel = membership.provider_subscription_id if membership.auto_renew else None
     membership.auto_renew = False
     await session.flush()
+    await _block_live_cards(
+        session, membership_id=membership.id, reason="refunded", actor=actor, now=now
+    )
+    return cancel
+
+
+async def _block_live_cards(
+    session: AsyncSession, *, membership_id: uuid.UUID, reason: str, actor: Actor, now: datetime
+) -> None:
     live = await session.scalars(
         select(Card.id).where(
-            Card.membership_id == membership.id, Card.status.in_(LIVE_CARD_STATUSES)
+            Card.membership_id == membership_id, Card.status.in_(LIVE_CARD_STATUSES)
         )
     )
     for card_id in list(live):
-        await cards.block(session, card_id=card_id, reason="refunded", actor=actor, now=now)
-    return cancel
+        await cards.block(session, card_id=card_id, reason=reason, actor=actor, now=now)
+
+
+async def end_refund_gaps(
+    session: AsyncSession, *, today: date, actor: Actor, now: datetime
+) -> list[uuid.UUID]:
+    """Unblock the cards a refunded current term blocked, once a paid term covers `today`.
+
+    Only cards blocked for that reason (`REFUND_GAP`) on a membership still running: a card
+    staff blocked (lost, misuse) stays blocked, and so does one whose holder was issued a new
+    card meanwhile (a renewal paid during the gap issues one). Concurrent job runners skip the
+    rows another one holds, so each card is unblocked, and fed to scanners, once.
+    """
+    covered = exists().where(
+        MembershipTerm.membership_id == Card.membership_id,
+        MembershipTerm.status == TermStatus.ACTIVE,
+        MembershipTerm.starts_on <= today,
+        MembershipTerm.ends_on > today,
+    )
+    due = await session.scalars(
+        select(Card.id)
+        .join(Membership, Membership.id == Card.membership_id)
+        .where(
+            Card.status == CardStatus.BLOCKED,
+            Card.status_reason == REFUND_GAP,
+            Membership.status.in_((MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE)),
+            covered,
+        )
+        .order_by(Card.id)
+        .with_for_update(of=Card, skip_locked=True)
+    )
+    unblocked = []
+    for card_id in list(due):
+        try:
+            await cards.unblock(session, card_id=card_id, actor=actor, now=now)
+        except cards.CardAlreadyIssued:
+            continue
+        unblocked.append(card_id)
+    return unblocked
 
 
 async def refund(

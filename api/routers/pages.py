@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api import pages
 from api.deps import SessionDep, SettingsDep
 from membership import cards, members, memberships
-from membership.clock import utcnow
+from membership.clock import local_date, utcnow
 from membership.settings import Settings
 
 router = APIRouter(prefix="/members", include_in_schema=False)
@@ -100,7 +100,7 @@ async def sign_in(
 
 
 @router.get("/me", response_class=HTMLResponse, response_model=None)
-async def my_page(request: Request, session: SessionDep) -> Response:
+async def my_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Memberships, cards and receipts of the signed-in address; without a session, sign in."""
     token = request.cookies.get(COOKIE, "")
     try:
@@ -108,6 +108,7 @@ async def my_page(request: Request, session: SessionDep) -> Response:
     except members.InvalidMemberToken:
         return _not_signed_in(request, None, status.HTTP_401_UNAUTHORIZED)
     held = await memberships.memberships_of(session, email=email)
+    today = local_date(utcnow(), settings.programme_timezone)
     items = []
     for membership in held:
         own_cards = [
@@ -124,6 +125,7 @@ async def my_page(request: Request, session: SessionDep) -> Response:
                 "product": membership.product.name,
                 "status": membership.status.value,
                 "paid_until": memberships.paid_until(membership),
+                "paid_again_on": memberships.paid_again_on(membership, today=today),
                 "auto_renew": membership.auto_renew,
                 "cards": own_cards,
             }
