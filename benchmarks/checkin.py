@@ -19,7 +19,9 @@ What it does, in order:
 
 It reports, it does not judge: the exit code is 0 when a target is missed. The load generator
 runs on the same machine as the server and the database, so its own CPU is shown too, and so
-is the CPU of the server (all its workers) and of its database backends per request.
+is the CPU of the server (all its workers) and of its database backends per request. What the
+code itself costs per request, whatever the machine's load, is `benchmarks/checkin_cpu.py`'s
+measure (CPU time, or instructions under callgrind) on the database loaded here.
 
     .venv/bin/python -m benchmarks.checkin                                    # full scale
     .venv/bin/python -m benchmarks.checkin --cards 2000 --checkins 20000 --seconds 5
