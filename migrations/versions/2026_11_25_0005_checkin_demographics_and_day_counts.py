@@ -50,19 +50,27 @@ def _sqlite_local_hour(value: str | None, timezone: str) -> int | None:
 def _backfill(dialect: str) -> None:
     birth = _yyyymmdd("m.birth_date", dialect)
     day = _yyyymmdd("checkins.local_date", dialect)
-    bands = " ".join(
-        f"WHEN ({day} - {birth}) / 10000 >= {low} THEN '{label}'"
-        for low, label in reversed(_AGE_BANDS)
-    )
-    band = f"CASE WHEN {birth} > {day} THEN NULL {bands} END"
     region = "NULLIF(substr(m.postal_code, 1, 2), '')"
     if dialect == "postgresql":
-        # One hash join rather than two subqueries per row: millions of rows at national scale.
+        # Millions of rows at national scale: one hash join (in memory), each member's birth
+        # date formatted once, and the age computed once per row; width_bucket gives 0, an
+        # index outside the array (NULL), for a birth after the visit.
+        lows = ", ".join(str(low) for low, _ in _AGE_BANDS)
+        labels = ", ".join(f"'{label}'" for _, label in _AGE_BANDS)
+        op.execute("SET LOCAL work_mem = '256MB'")
         op.execute(
-            f"UPDATE checkins SET age_band = {band}, region = {region} "
-            "FROM members m WHERE m.id = checkins.member_id"
+            f"UPDATE checkins SET age_band = (ARRAY[{labels}])[width_bucket("
+            f"floor(({day} - m.birth) / 10000.0)::int, ARRAY[{lows}])], "
+            f"region = {region} "
+            f"FROM (SELECT m.id, {birth} AS birth, m.postal_code FROM members m) m "
+            "WHERE m.id = checkins.member_id"
         )
     else:
+        bands = " ".join(
+            f"WHEN ({day} - {birth}) / 10000 >= {low} THEN '{label}'"
+            for low, label in reversed(_AGE_BANDS)
+        )
+        band = f"CASE WHEN {birth} > {day} THEN NULL {bands} END"
         op.execute(
             f"UPDATE checkins SET age_band = (SELECT {band} FROM members m "
             "WHERE m.id = checkins.member_id), "
