@@ -16,7 +16,7 @@ from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.models import Checkin, Institution
-from reports.common import Period, counted_visits, get_institution, ratio
+from reports.common import Period, analytic_memory, counted_visits, get_institution, ratio
 from reports.periods import AffinityCounts, programme_visitors, stored_affinity
 from reports.privacy import suppress
 
@@ -148,6 +148,7 @@ async def _live_counts(
     session: AsyncSession, *, institution_id: uuid.UUID, period: Period
 ) -> AffinityCounts:
     """The counts affinity is computed from, read from `checkins` now."""
+    await analytic_memory(session)
     visit = counted_visits(period)
     ours = (
         select(Checkin.visitor_key)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.models import Checkin, Institution
 from reports.affinity import affinity_figures
-from reports.common import Period
+from reports.common import Period, analytic_memory
 from reports.periods import (
     NetworkCounts,
     institution_visitors,
@@ -139,6 +139,7 @@ async def network_report(
 
 async def _live_counts(session: AsyncSession, *, period: Period) -> NetworkCounts:
     """The counts the matrix is computed from, read from `checkins` now."""
+    await analytic_memory(session)
     pairs = visitor_institutions(period)
     visitors_any = int((await session.execute(programme_visitors(period))).scalar_one())
     per_institution = institution_visitors(pairs).subquery()

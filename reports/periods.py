@@ -40,7 +40,6 @@ from sqlalchemy import (
     and_,
     cast,
     delete,
-    distinct,
     exists,
     func,
     insert,
@@ -59,7 +58,7 @@ from membership.clock import utcnow
 from membership.errors import Conflict
 from membership.models import AuditEntry, Checkin, Institution
 from membership.models.periods import PeriodKind, PeriodPair, PeriodVisitors, ReportPeriod
-from reports.common import Period, counted_visits, dialect_name
+from reports.common import Period, analytic_memory, counted_visits, dialect_name
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,14 @@ def programme_visitors(period: Period, marks: Marks | None = None) -> Select[Any
     where = [counted_visits(period)]
     if marks is not None:
         where.append(as_at(marks))
-    return select(func.count(distinct(Checkin.visitor_key))).where(*where)
+    # DISTINCT in a subquery can hash; count(DISTINCT …) always sorts.
+    keys = (
+        select(Checkin.visitor_key)
+        .where(*where, Checkin.visitor_key.is_not(None))
+        .distinct()
+        .subquery()
+    )
+    return select(func.count()).select_from(keys)
 
 
 def institution_visitors(pairs: Subquery, *prefix: ColumnElement[Any]) -> Select[Any]:
@@ -321,6 +327,7 @@ async def compute_period(
 ) -> uuid.UUID:
     """Replace the period's rollup by the counts of the rows up to the marks (in the database)."""
     period = standard.period
+    await analytic_memory(session)
     await session.execute(
         delete(ReportPeriod).where(
             ReportPeriod.kind == standard.kind, ReportPeriod.first_day == period.start
