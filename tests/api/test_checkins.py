@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from fastapi import FastAPI
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership import photos
@@ -119,6 +120,42 @@ class TestReasons:
         card = await holder(door.session, card_status=CardStatus.TEMPORARY, visit_limit=1)
         assert (await door.scan(card.number, at=utcnow() - timedelta(days=1)))["counted"]
         assert (await door.scan(card.number))["reason"] == "temporary_limit_reached"
+
+
+def _statement(statement: str) -> str:
+    """`SELECT <first table>` or `INSERT INTO <table>`: enough to tell the door's statements."""
+    words = statement.split()
+    if words[0] == "SELECT":
+        return f"SELECT {words[1].split('.')[0]}"
+    return " ".join(words[:3])
+
+
+class TestStatements:
+    async def test_a_new_scan_is_four_statements(self, door: Door, app: FastAPI) -> None:
+        # The hot path's budget, on both databases: who the device is, the card with every fact
+        # of the decision, the scan, its day counter. A change that adds a round trip to every
+        # scan at every door shows here first.
+        first, second = await holder(door.session), await holder(door.session)
+        await door.scan(door.qr(first))  # the device's last-seen time: written once a minute
+        statements: list[str] = []
+
+        def record(*args: Any) -> None:
+            statements.append(_statement(args[2]))
+
+        engine = app.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            answer = await door.scan(door.qr(second))
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert answer["result"] == "admitted"
+        assert answer["holder"]["card_number"].replace(" ", "") == second.number
+        assert statements == [
+            "SELECT devices",
+            "SELECT cards",
+            "INSERT INTO checkins",
+            "INSERT INTO institution_day_counts",
+        ]
 
 
 class TestIdempotency:
