@@ -35,7 +35,12 @@ from membership.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app around one settings object; nothing is read from the environment later."""
     settings = settings or Settings()
-    engine = create_engine(settings.database_url, echo=settings.database_echo)
+    engine = create_engine(
+        settings.database_url,
+        echo=settings.database_echo,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

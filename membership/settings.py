@@ -23,6 +23,12 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     database_echo: bool = False
+    # Connections each worker keeps open, and how many more it may open under a burst. A door rush
+    # at concurrency above pool + overflow waits for a connection; above the pool alone it opens
+    # and closes connections, each preparing its statements again, so size the pool to the
+    # concurrency a worker really sees.
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=20, ge=0)
     base_url: str = "http://127.0.0.1:8000"
     programme_code: str = Field(default="MK", min_length=1, max_length=8)
     programme_name: str = "Museum Card"
