@@ -5,7 +5,7 @@
 
 (Run as a module: as a script, this file would shadow the `reports` package.)
 
-Loads the programme of `membership seed --scale national` (membership/national.py: 500
+Loads the programme of `membership seed --scale national` (membership/national/: 500
 institutions, 1.5 million members, about 12 million check-ins over the year before today) into
 its own database, created if absent, printing the time of each load phase; then prints the p50
 time of each report for a large, a middle and a small institution, and of the network matrix.
