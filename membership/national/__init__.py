@@ -26,7 +26,13 @@ holds no database state, so it is tested on its own. Loading streams PostgreSQL'
 format built straight from the arrays; the bulk tables are truncated and loaded with FREEZE, with
 their keys, indexes and foreign keys dropped for the load and re-created from their own catalogue
 definitions afterwards (so the schema ends exactly as the migrations made it, and every foreign
-key is validated once, set-based). All of it is one transaction: a failed seed leaves nothing.
+key is validated once, set-based). The check-in counters (`institution_day_counts`) are summed
+from the arrays and loaded the same way, rather than recounted from the loaded rows in SQL. All
+of it is one transaction: a failed seed leaves nothing.
+
+The package: `shape` (sizes, cities, rates), `arrays` (day numbers, vectorised helpers),
+`population` (institutions to cards), `visits` (check-ins and their counters), `copy` (the binary
+COPY format), `tables` (the rows, table by table) and `load` (the transaction).
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from membership.national.load import (
     NationalScaleNeedsPostgres,
     PhaseCallback,
     ProgrammeNotEmpty,
-    refresh_derived,
     seed_national,
 )
 from membership.national.shape import (
@@ -73,7 +78,6 @@ __all__ = [
     "Programme",
     "ProgrammeNotEmpty",
     "generate",
-    "refresh_derived",
     "seed_national",
 ]
 

@@ -44,6 +44,10 @@ def _int8(values: Array) -> _Field:
     return _fixed(values, ">i8")
 
 
+def _int2(values: Array) -> _Field:
+    return _fixed(values, ">i2")
+
+
 def _int4(values: Array) -> _Field:
     return _fixed(values, ">i4")
 

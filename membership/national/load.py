@@ -20,7 +20,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.schema import CreateIndex
 
-from membership import rollups
 from membership.errors import Conflict, DomainError
 from membership.models import Base
 from membership.national.copy import _copy_stream, _Table
@@ -37,6 +36,7 @@ BULK_TABLES = (
     "payments",
     "cards",
     "checkins",
+    "institution_day_counts",
 )
 # A seed goes into an empty programme only; staff accounts made beforehand may stay.
 _MUST_BE_EMPTY = (*BULK_TABLES, "institutions", "products", "clearing_policies")
@@ -139,27 +139,27 @@ async def _load(
     # all-visible, so no vacuum has to rewrite 12 million rows before index-only scans work.
     await driver.execute("TRUNCATE " + ", ".join(BULK_TABLES))
     done("drop keys and indexes")
-    for table in _tables(generator, checkins_built=False):
+    first = _tables(generator, checkins_built=False)
+    for table in first:
         await _copy(driver, table)
         done(f"copy {table.name} ({table.rows:,} rows)")
     await drawing
     done("generate check-ins (what the loads above did not hide)")
-    checkins = _tables(generator)[-1]
-    await _copy(driver, checkins)
-    done(f"copy {checkins.name} ({checkins.rows:,} rows)")
+    for table in _tables(generator)[len(first) :]:
+        await _copy(driver, table)
+        done(f"copy {table.name} ({table.rows:,} rows)")
     for create in structures.keys_and_indexes():
         await driver.execute(create)
     done("build keys and indexes")
     for create in structures.foreign_keys():
         await driver.execute(create)
     done("validate foreign keys")
+    checkins = len(generator.c_member)
     await driver.execute(
         "SELECT setval(pg_get_serial_sequence('checkins', 'id'), $1, $2)",
-        max(checkins.rows, 1),
-        checkins.rows > 0,
+        max(checkins, 1),
+        checkins > 0,
     )
-    await refresh_derived(session)
-    done("derived tables")
     await driver.execute("ANALYZE " + ", ".join((*BULK_TABLES, "institutions", "venues")))
     done("analyze")
 
@@ -172,14 +172,6 @@ async def _copy(driver: Any, table: _Table) -> None:
         format="binary",
         freeze=table.name in BULK_TABLES,
     )
-
-
-async def refresh_derived(session: AsyncSession) -> None:
-    """Recompute every table derived from check-ins after a bulk load that bypassed the services.
-
-    Each derived table's own rebuild goes here, so seeds and imports stay consistent with it.
-    """
-    await rollups.rebuild(session)
 
 
 @dataclass(frozen=True)

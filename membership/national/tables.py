@@ -18,6 +18,7 @@ from membership.national.copy import (
     _bytes,
     _date,
     _Field,
+    _int2,
     _int4,
     _int8,
     _labels,
@@ -60,7 +61,8 @@ def _constant(value: bytes, n: int) -> _Field:
 def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
     """Each table's columns as COPY fields, computed chunk by chunk from the generator's arrays.
 
-    Without `checkins_built`, the check-ins are left out (the generator is still drawing them).
+    Without `checkins_built`, the check-ins and their counters are left out (the generator is
+    still drawing them).
     """
     n_inst = g.size.institutions
     policy_days = np.array([_day_number(date(2015, 1, 1)), _day_number(g.pool_from)])
@@ -279,6 +281,19 @@ def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
             _bytes(g.m_postal[member].view(np.uint8).reshape(n, -1)[:, :REGION_PREFIX_LENGTH]),
         ]
 
+    def day_counts(s: slice) -> list[_Field]:
+        outcome = g.k_outcome[s]
+        return [
+            _bytes(g.i_ids[g.k_institution[s]]),
+            _date(g.k_day[s]),
+            _int2(g.k_hour[s]),
+            _bytes(g.product_ids[g.k_product[s]]),
+            _labels(outcome_result[outcome], [result.value for result in _RESULTS]),
+            _labels(outcome, reasons),
+            _bool(outcome == _ADMIT),
+            _int4(g.k_checkins[s]),
+        ]
+
     def table(
         name: str, columns: str, rows: int, fields: Callable[[slice], list[_Field]]
     ) -> _Table:
@@ -355,6 +370,14 @@ def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
                 "reason counted offline flagged imported age_band region",
                 len(g.c_member),
                 checkins,
+            )
+        )
+        tables.append(
+            table(
+                "institution_day_counts",
+                "institution_id local_date hour product_id result reason counted checkins",
+                len(g.k_checkins),
+                day_counts,
             )
         )
     return tables

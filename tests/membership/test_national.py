@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 import migrations
 from api.app import create_app
 from api.cli import app as cli
-from membership import demographics, national
+from membership import demographics, national, rollups
 from membership.db import create_engine, create_sessionmaker
 from membership.models import StaffRole
 from membership.settings import Settings
@@ -333,6 +333,26 @@ class TestDatabaseRules:
             "SELECT count(*) AS all, count(*) FILTER (WHERE counted) AS visits FROM checkins"
         )
         assert dict(counters) == dict(totals)
+
+    async def test_day_counters_are_what_a_rebuild_counts(self, loaded: Loaded) -> None:
+        """The seed sums the counters from its arrays; `rollups.rebuild` recounts the rows in SQL
+        (with PostgreSQL's own wall-clock hours across both daylight-saving changes)."""
+        counters = text(
+            "SELECT institution_id, local_date, hour, product_id, result, reason, counted, checkins"
+            " FROM institution_day_counts"
+        )
+        engine = create_engine(loaded.url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                seeded = {tuple(row) for row in await session.execute(counters)}
+                await rollups.rebuild(session)
+                rebuilt = {tuple(row) for row in await session.execute(counters)}
+                await session.rollback()
+        finally:
+            await engine.dispose()
+        assert len(seeded) > 1000
+        assert {row[2] for row in seeded} > {10, 19}
+        assert seeded == rebuilt
 
     async def test_schema_ends_as_the_migrations_made_it(self, loaded: Loaded) -> None:
         assert await _schema(loaded.url) == loaded.schema_before
