@@ -94,6 +94,12 @@ _STILL_RUNNING = text(
 )
 
 
+def _mark(value: int) -> ColumnElement[int]:
+    """A mark written into the statement, not bound: with `id > $1` a cached generic plan
+    cannot know that few rows lie above the mark and reads the whole table instead."""
+    return literal(value, BigInteger, literal_execute=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Marks:
     """Every check-in and audit entry with an id up to these is committed and visible."""
@@ -134,9 +140,9 @@ async def high_water(session: AsyncSession, *, timeout: float = BARRIER_TIMEOUT_
 
 def overridden_after(audit_mark: int, upto: int | None = None) -> Select[Any]:
     """Ids of check-ins overridden (refused scans turned into visits) after the audit mark."""
-    window = [AuditEntry.id > audit_mark]
+    window = [AuditEntry.id > _mark(audit_mark)]
     if upto is not None:
-        window.append(AuditEntry.id <= upto)
+        window.append(AuditEntry.id <= _mark(upto))
     return select(cast(AuditEntry.entity_id, BigInteger)).where(
         *window,
         AuditEntry.entity_type == "checkin",
@@ -149,7 +155,9 @@ def as_at(marks: Marks) -> ColumnElement[bool]:
 
     An override after the marks changed a refused scan, which was no visit at the marks.
     """
-    return and_(Checkin.id <= marks.checkin, Checkin.id.not_in(overridden_after(marks.audit)))
+    return and_(
+        Checkin.id <= _mark(marks.checkin), Checkin.id.not_in(overridden_after(marks.audit))
+    )
 
 
 def changed_between(after: Marks, upto: Marks | None) -> ColumnElement[bool]:
@@ -159,9 +167,9 @@ def changed_between(after: Marks, upto: Marks | None) -> ColumnElement[bool]:
     rather than as `id > mark OR …`, which PostgreSQL can only answer by reading the table.
     """
     later = Checkin.__table__.alias("later")
-    inserted = select(later.c.id).where(later.c.id > after.checkin)
+    inserted = select(later.c.id).where(later.c.id > _mark(after.checkin))
     if upto is not None:
-        inserted = inserted.where(later.c.id <= upto.checkin)
+        inserted = inserted.where(later.c.id <= _mark(upto.checkin))
     overridden = overridden_after(after.audit, None if upto is None else upto.audit)
     changed = Checkin.id.in_(union_all(inserted, overridden))
     return changed if upto is None else and_(changed, as_at(upto))
@@ -314,7 +322,7 @@ async def period_changed(session: AsyncSession, *, period: Period, marks: Marks)
         await session.scalar(
             select(
                 or_(
-                    exists().where(visit, Checkin.id > marks.checkin),
+                    exists().where(visit, Checkin.id > _mark(marks.checkin)),
                     exists().where(visit, Checkin.id.in_(overridden_after(marks.audit))),
                 )
             )
@@ -479,7 +487,9 @@ async def stored_affinity(
     if which is None:
         return None
     own, other = aliased(PeriodVisitors), aliased(PeriodVisitors)
-    pair = PeriodPair
+    # A's pair with B is stored as (A, B) or as (B, A): two primary-key lookups per B, never
+    # an OR that would read every pair of the period.
+    forward, backward = aliased(PeriodPair), aliased(PeriodPair)
     rows = (
         await session.execute(
             select(
@@ -489,7 +499,7 @@ async def stored_affinity(
                 own.visitors,
                 other.institution_id,
                 other.visitors,
-                pair.both,
+                func.coalesce(forward.both, backward.both),
             )
             .select_from(ReportPeriod)
             .outerjoin(
@@ -500,13 +510,19 @@ async def stored_affinity(
                 and_(other.period_id == ReportPeriod.id, other.institution_id != institution_id),
             )
             .outerjoin(
-                pair,
+                forward,
                 and_(
-                    pair.period_id == ReportPeriod.id,
-                    or_(
-                        and_(pair.a_id == institution_id, pair.b_id == other.institution_id),
-                        and_(pair.b_id == institution_id, pair.a_id == other.institution_id),
-                    ),
+                    forward.period_id == ReportPeriod.id,
+                    forward.a_id == institution_id,
+                    forward.b_id == other.institution_id,
+                ),
+            )
+            .outerjoin(
+                backward,
+                and_(
+                    backward.period_id == ReportPeriod.id,
+                    backward.a_id == other.institution_id,
+                    backward.b_id == institution_id,
                 ),
             )
             .where(which)
