@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Uuid, and_, case, distinct, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -235,41 +235,40 @@ async def _distinct_visitors(
 async def _frequency(
     session: AsyncSession, institution_id: uuid.UUID, period: Period, visit: ColumnElement[bool]
 ) -> tuple[list[FrequencyBucket], int, int]:
-    """Visits per visitor, visitors and new visitors, in one pass over the period's visits.
+    """Visits per visitor and visitors in one pass; then the new visitors.
 
-    A visitor is new when no visit here lies before the period: one probe each into the unique
-    index of counted visits, so the cost follows the period, not the years of history.
+    A visitor is new when no visit here lies before the period. Written as an anti-join in
+    WHERE, so that PostgreSQL chooses between probing the unique index of visits per visitor
+    and hashing the earlier visits (which wins when that index is not in memory).
     """
     per_visitor = (
         select(Checkin.visitor_key.label("visitor_key"), func.count().label("n"))
-        .where(visit)
+        .where(visit, Checkin.visitor_key.is_not(None))
         .group_by(Checkin.visitor_key)
         .subquery()
     )
+    capped = case((per_visitor.c.n >= FREQUENCY_CAP, FREQUENCY_CAP), else_=per_visitor.c.n).label(
+        "capped"
+    )
+    rows = (
+        await session.execute(select(capped, func.count()).group_by(capped).order_by(capped))
+    ).all()
+    buckets = [FrequencyBucket(int(n), int(n) == FREQUENCY_CAP, int(c)) for n, c in rows]
     earlier = aliased(Checkin)
     seen_before = (
         select(earlier.id)
         .where(
-            earlier.visitor_key == per_visitor.c.visitor_key,
+            earlier.visitor_key == Checkin.visitor_key,
             earlier.institution_id == institution_id,
             earlier.counted.is_(True),
             earlier.local_date < period.start,
         )
         .exists()
     )
-    capped = case((per_visitor.c.n >= FREQUENCY_CAP, FREQUENCY_CAP), else_=per_visitor.c.n).label(
-        "capped"
+    new_visitors = await session.scalar(
+        select(func.count(distinct(Checkin.visitor_key))).where(visit, ~seen_before)
     )
-    rows = (
-        await session.execute(
-            select(capped, func.count(), func.count().filter(~seen_before))
-            .where(per_visitor.c.visitor_key.is_not(None))
-            .group_by(capped)
-            .order_by(capped)
-        )
-    ).all()
-    buckets = [FrequencyBucket(int(n), int(n) == FREQUENCY_CAP, int(c)) for n, c, _ in rows]
-    return buckets, sum(int(c) for _, c, _ in rows), sum(int(new) for _, _, new in rows)
+    return buckets, sum(b.visitors for b in buckets), int(new_visitors or 0)
 
 
 async def _product_mix(
