@@ -127,10 +127,12 @@ async def _load(
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
-    # Index builds sort in memory; the commit of a seed need not wait for a disk flush.
+    # Index builds sort in memory, with up to four parallel workers each (the large check-in
+    # indexes build in about half the time with two than with none, a little less again with
+    # four); the commit of a seed need not wait for a disk flush.
     await driver.execute(
-        "SET LOCAL maintenance_work_mem = '1GB'; SET LOCAL synchronous_commit = off;"
-        " SET LOCAL work_mem = '256MB'"
+        "SET LOCAL maintenance_work_mem = '1GB'; SET LOCAL max_parallel_maintenance_workers = 4;"
+        " SET LOCAL synchronous_commit = off; SET LOCAL work_mem = '256MB'"
     )
     structures = await _secondary_structures(driver)
     for drop in structures.drops():
