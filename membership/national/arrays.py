@@ -15,11 +15,12 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from membership.national.shape import _HEX, _REFERENCE_ALPHABET
-
-# PostgreSQL's binary dates and timestamps count from this day; 10 957 days after 1970-01-01.
 Array: TypeAlias = npt.NDArray[Any]
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_REFERENCE_ALPHABET = np.frombuffer(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", dtype=np.uint8)
+
+# PostgreSQL's binary dates and timestamps count from this day; 10 957 days after 1970-01-01.
 _EPOCH = date(2000, 1, 1)
 _EPOCH_FROM_UNIX = 10_957
 _US_PER_MINUTE = 60_000_000

@@ -135,8 +135,6 @@ _REENTRY = 0.05
 _SHARED_CARD = 0.012
 _OFFLINE = 0.015
 _POSTAL_LETTERS = np.frombuffer(b"ABCDEFGHJKLMNPRTVWXZ", dtype=np.uint8)
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_REFERENCE_ALPHABET = np.frombuffer(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", dtype=np.uint8)
 
 _RESULTS = (CheckinResult.ADMITTED, CheckinResult.REENTRY, CheckinResult.REFUSED)
 # (result, reason) of each kind of check-in the seed makes, by code.
