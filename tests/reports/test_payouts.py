@@ -10,9 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership.models import ClearingModel, ClearingPolicy
+from membership.models import ClearingModel, ClearingPolicy, Payment, PaymentKind, PaymentStatus
 from reports.payouts import NoClearingPolicy, largest_remainder, payout_statement, round_half_up
-from tests.factories import create_checkin, create_institution, create_member, create_venue
+from tests.factories import (
+    create_checkin,
+    create_institution,
+    create_member,
+    create_membership,
+    create_product,
+    create_venue,
+)
 from tests.reports.dataset import PROGRAMME_ZONE, Dataset, brute_payouts, datasets, load
 
 EXAMPLES = settings(
@@ -120,3 +127,62 @@ async def test_a_month_with_visits_needs_a_policy(session: AsyncSession) -> None
     await session.commit()
     with pytest.raises(NoClearingPolicy):
         await payout_statement(session, year=2026, currency="EUR", timezone=PROGRAMME_ZONE)
+
+
+async def test_pool_revenue_is_split_at_local_midnight_between_open_months(
+    session: AsyncSession,
+) -> None:
+    """Revenue is summed only for the open pool months, each from its local midnight: in
+    Amsterdam 23:30 on 31 March is March's (a tariff month), 00:30 on 1 April is April's,
+    23:30 on 30 April is April's and 01:30 on 1 May is May's."""
+    institution = await create_institution(session, admission_price_minor=1000)
+    venue = await create_venue(session, institution=institution)
+    member = await create_member(session)
+    membership = await create_membership(
+        session, product=await create_product(session), holders=[member]
+    )
+    for day in (date(2026, 3, 10), date(2026, 4, 10), date(2026, 5, 10)):
+        await create_checkin(
+            session,
+            venue=venue,
+            member=member,
+            scanned_at=datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+        )
+    session.add_all(
+        [
+            ClearingPolicy(valid_from=date(2015, 1, 1), model=ClearingModel.TARIFF),
+            ClearingPolicy(
+                valid_from=date(2026, 4, 1),
+                model=ClearingModel.POOL,
+                payout_share_bp=10_000,
+                floor_bp=0,
+            ),
+        ]
+    )
+    for n, (paid_at, amount) in enumerate(
+        [
+            (datetime(2026, 3, 31, 21, 30, tzinfo=UTC), 700),
+            (datetime(2026, 3, 31, 22, 30, tzinfo=UTC), 300),
+            (datetime(2026, 4, 30, 21, 30, tzinfo=UTC), 5_000),
+            (datetime(2026, 4, 30, 23, 30, tzinfo=UTC), 10_000),
+        ]
+    ):
+        session.add(
+            Payment(
+                reference=f"PAY{n}",
+                membership_id=membership.id,
+                kind=PaymentKind.PURCHASE,
+                status=PaymentStatus.SUCCEEDED,
+                provider="local",
+                provider_payment_id=f"pp{n}",
+                amount_minor=amount,
+                currency="EUR",
+                paid_at=paid_at,
+            )
+        )
+    await session.commit()
+    statement = await payout_statement(session, year=2026, currency="EUR", timezone=PROGRAMME_ZONE)
+    march, april, may = statement.months[2:5]
+    assert (march.model, march.revenue_minor, march.amount_minor) == ("tariff", None, 850)
+    assert (april.model, april.revenue_minor, april.amount_minor) == ("pool", 5_300, 5_300)
+    assert (may.model, may.revenue_minor, may.amount_minor) == ("pool", 10_000, 10_000)
