@@ -444,6 +444,42 @@ async def record_scan(
     raise RuntimeError("check-in kept conflicting; the unique index and decision disagree")
 
 
+async def record_batch(
+    session: AsyncSession,
+    *,
+    device: Device,
+    scans: Sequence[Scan],
+    received_at: datetime,
+    keys: Mapping[str, Ed25519PublicKey],
+    programme: str,
+) -> list[ScanOutcome]:
+    """Store an offline batch in one transaction; the outcomes come in the order of `scans`.
+
+    The scans are stored card by card (by card number, each card's in scan-time order), not in
+    upload order: a counted visit locks its (visitor, institution, day) entry of the unique index
+    until commit, so two batches from two doors that count the same visitors in opposite orders
+    would each wait for the other, and PostgreSQL would abort one of them. In one global order
+    the second simply waits for the first.
+    """
+
+    def storage_order(index: int) -> tuple[str, datetime, int]:
+        scan = scans[index]
+        number, _version, _refusal = _identify_code(scan.code, keys=keys, programme=programme)
+        return number or "", scan.scanned_at, index
+
+    outcomes: dict[int, ScanOutcome] = {}
+    for index in sorted(range(len(scans)), key=storage_order):
+        outcomes[index] = await record_scan(
+            session,
+            device=device,
+            scan=scans[index],
+            received_at=received_at,
+            keys=keys,
+            programme=programme,
+        )
+    return [outcomes[index] for index in range(len(scans))]
+
+
 async def _outcome(session: AsyncSession, checkin: Checkin, *, replayed: bool) -> ScanOutcome:
     """The answer for a stored scan (a replay or an override), read back from the database."""
     holder = None

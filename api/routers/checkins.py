@@ -52,54 +52,53 @@ async def create_checkin_batch(
     body: CheckinBatch, session: SessionDep, settings: SettingsDep, device: CurrentDevice
 ) -> BatchResult:
     """Up to 1,000 scans made offline; each item is answered on its own, re-sending is harmless."""
-    keys = KeyStore.from_settings(settings).public_keys()
-    received_at = utcnow()
-    results: list[BatchItemResult] = []
+    results: dict[int, BatchItemResult] = {}
+    valid: list[tuple[int, OfflineCheckin]] = []
     for index, raw in enumerate(body.items):
         scan_id = raw.get("client_scan_id")
         try:
-            item = _offline_item.validate_python(raw)
+            valid.append((index, _offline_item.validate_python(raw)))
         except ValidationError as exc:
             errors = [
                 {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
                 for e in exc.errors()
             ]
-            results.append(
-                BatchItemResult(
-                    index=index,
-                    client_scan_id=scan_id if isinstance(scan_id, str) else None,
-                    status="rejected",
-                    errors=errors,
-                )
+            results[index] = BatchItemResult(
+                index=index,
+                client_scan_id=scan_id if isinstance(scan_id, str) else None,
+                status="rejected",
+                errors=errors,
             )
-            continue
-        outcome = await checkins.record_scan(
-            session,
-            device=device,
-            scan=checkins.Scan(
+    outcomes = await checkins.record_batch(
+        session,
+        device=device,
+        scans=[
+            checkins.Scan(
                 code=item.code,
                 client_scan_id=item.client_scan_id,
                 scanned_at=item.scanned_at,
                 offline_result=item.offline_result,
                 offline_reason=item.offline_reason,
-            ),
-            received_at=received_at,
-            keys=keys,
-            programme=settings.programme_code,
-        )
-        results.append(
-            BatchItemResult(
-                index=index,
-                client_scan_id=item.client_scan_id,
-                status="duplicate" if outcome.replayed else "recorded",
-                checkin=CheckinRead.of(outcome),
             )
+            for _, item in valid
+        ],
+        received_at=utcnow(),
+        keys=KeyStore.from_settings(settings).public_keys(),
+        programme=settings.programme_code,
+    )
+    for (index, item), outcome in zip(valid, outcomes, strict=True):
+        results[index] = BatchItemResult(
+            index=index,
+            client_scan_id=item.client_scan_id,
+            status="duplicate" if outcome.replayed else "recorded",
+            checkin=CheckinRead.of(outcome),
         )
+    items = [results[index] for index in range(len(body.items))]
     return BatchResult(
-        recorded=sum(r.status == "recorded" for r in results),
-        duplicates=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
-        items=results,
+        recorded=sum(r.status == "recorded" for r in items),
+        duplicates=sum(r.status == "duplicate" for r in items),
+        rejected=sum(r.status == "rejected" for r in items),
+        items=items,
     )
 
 
