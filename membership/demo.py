@@ -26,7 +26,7 @@ from faker import Faker
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership import card_numbers, demographics, rollups
+from membership import card_numbers, demographics, rollups, seasons
 from membership.audit import Actor
 from membership.door import Reason
 from membership.models import (
@@ -340,57 +340,11 @@ def age_on(birth_date: date, day: date) -> int:
     return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
 
 
-def _easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous algorithm): the movable Dutch holidays hang off it."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    el = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * el) // 451
-    month, day = divmod(h + el - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
-def _public_holidays(year: int) -> set[date]:
-    easter = _easter(year)
-    kings_day = date(year, 4, 27)
-    if kings_day.weekday() == 6:
-        kings_day = date(year, 4, 26)
-    return {
-        date(year, 1, 1),
-        easter,
-        easter + timedelta(days=1),
-        kings_day,
-        date(year, 5, 5),
-        easter + timedelta(days=39),
-        easter + timedelta(days=49),
-        easter + timedelta(days=50),
-        date(year, 12, 25),
-        date(year, 12, 26),
-    }
-
-
-def _school_holiday(day: date) -> bool:
-    """Roughly the Dutch school holidays, when families fill the museums."""
-    md = (day.month, day.day)
-    return (
-        md >= (12, 21)
-        or md <= (1, 5)
-        or (2, 15) <= md <= (2, 23)
-        or (4, 26) <= md <= (5, 4)
-        or (7, 12) <= md <= (8, 31)
-        or (10, 18) <= md <= (10, 26)
-    )
-
-
 def _museum_day_weight(day: date, holidays: set[date]) -> float:
     if day in holidays:
         return 2.6
     weight = (0.35, 0.9, 0.9, 1.0, 1.2, 2.4, 2.6)[day.weekday()]  # many close on Mondays
-    return weight * (1.6 if _school_holiday(day) else 1.0)
+    return weight * (1.6 if seasons.school_holiday(day) else 1.0)
 
 
 def _hall_day_weight(day: date, holidays: set[date]) -> float:
@@ -449,7 +403,7 @@ class _Builder:
         self.checkins: list[dict[str, Any]] = []
         self._emails: set[str] = set()
         self._counted: set[tuple[str, str, date]] = set()
-        holidays = _public_holidays(today.year - 1) | _public_holidays(today.year)
+        holidays = seasons.public_holidays(today.year - 1) | seasons.public_holidays(today.year)
         self._days = [self.first_day + timedelta(days=n) for n in range(365)]
         self._museum_weights = [_museum_day_weight(day, holidays) for day in self._days]
         self._hall_weights = [_hall_day_weight(day, holidays) for day in self._days]

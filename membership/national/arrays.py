@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -61,49 +61,6 @@ def _yyyymmdd(days: Array) -> Array:
     year, month, day = _ymd(days)
     result: Array = year * 10_000 + month * 100 + day
     return result
-
-
-def _easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous algorithm): the movable Dutch holidays hang off it."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    el = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * el) // 451
-    month, day = divmod(h + el - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
-def _public_holidays(year: int) -> set[date]:
-    easter = _easter(year)
-    kings_day = date(year, 4, 27) if date(year, 4, 27).weekday() != 6 else date(year, 4, 26)
-    return {
-        date(year, 1, 1),
-        easter,
-        easter + timedelta(days=1),
-        kings_day,
-        date(year, 5, 5),
-        easter + timedelta(days=39),
-        easter + timedelta(days=49),
-        easter + timedelta(days=50),
-        date(year, 12, 25),
-        date(year, 12, 26),
-    }
-
-
-def _school_holiday(day: date) -> bool:
-    md = (day.month, day.day)
-    return (
-        md >= (12, 21)
-        or md <= (1, 5)
-        or (2, 15) <= md <= (2, 23)
-        or (4, 26) <= md <= (5, 4)
-        or (7, 12) <= md <= (8, 31)
-        or (10, 18) <= md <= (10, 26)
-    )
 
 
 # --- small vectorised helpers ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from faker.providers.person.nl_NL import Provider as DutchNames
 
+from membership import seasons
 from membership.demographics import AGE_BANDS
 from membership.models import CardStatus
 from membership.national.arrays import (
@@ -26,9 +27,7 @@ from membership.national.arrays import (
     _day_number,
     _hex,
     _pick,
-    _public_holidays,
     _references,
-    _school_holiday,
     _uuid4,
     _vocabulary,
     _yyyymmdd,
@@ -95,14 +94,15 @@ class Population:
             dtype=np.int64,
         )
         window = [self.first_day + timedelta(days=n) for n in range(365)]
-        holidays = _public_holidays(self.first_day.year) | _public_holidays(today.year)
+        holidays = seasons.public_holidays(self.first_day.year)
+        holidays |= seasons.public_holidays(today.year)
         weights = np.array(
             [
                 [
                     _MONTH_WEIGHT[kind][d.month - 1]
                     * _WEEKDAY_WEIGHT[kind][d.weekday()]
                     * (_HOLIDAY_FACTOR[kind] if d in holidays else 1.0)
-                    * (_SCHOOL_HOLIDAY_FACTOR[kind] if _school_holiday(d) else 1.0)
+                    * (_SCHOOL_HOLIDAY_FACTOR[kind] if seasons.school_holiday(d) else 1.0)
                     for d in window
                 ]
                 for kind in range(3)
