@@ -171,11 +171,35 @@ async def purchase(
     )
     session.add(membership)
     await session.flush()
+    return await _checkout(
+        session,
+        provider=provider,
+        settings=settings,
+        membership=membership,
+        product=product,
+        kind=PaymentKind.PURCHASE,
+        customer_email=people[0].email,
+        auto_renew=auto_renew,
+    )
+
+
+async def _checkout(
+    session: AsyncSession,
+    *,
+    provider: PaymentProvider,
+    settings: Settings,
+    membership: Membership,
+    product: Product,
+    kind: PaymentKind,
+    customer_email: str | None,
+    auto_renew: bool,
+) -> PurchaseResult:
+    """A pending payment at the product's price and the provider's checkout (or subscription)."""
     payment = Payment(
         id=uuid.uuid4(),
         reference=new_reference(settings.programme_code),
         membership_id=membership.id,
-        kind=PaymentKind.PURCHASE,
+        kind=kind,
         status=PaymentStatus.PENDING,
         provider=provider.name,
         amount_minor=product.price_minor,
@@ -190,7 +214,7 @@ async def purchase(
         amount_minor=payment.amount_minor,
         currency=payment.currency,
         description=product.name,
-        customer_email=people[0].email,
+        customer_email=customer_email,
         success_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
         cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return?cancelled=true",
         renew_every_months=product.validity_months if auto_renew else None,
@@ -743,38 +767,18 @@ async def start_renewal(
     product = membership.product
     if auto_renew and not product.auto_renew_allowed:
         raise AutoRenewNotAllowed()
-    payment = Payment(
-        id=uuid.uuid4(),
-        reference=new_reference(settings.programme_code),
-        membership_id=membership.id,
-        kind=PaymentKind.RENEWAL,
-        status=PaymentStatus.PENDING,
-        provider=provider.name,
-        amount_minor=product.price_minor,
-        currency=product.currency,
-        vat_rate_bp=product.vat_rate_bp,
-    )
-    session.add(payment)
-    await session.flush()
-    request = CheckoutRequest(
-        payment_id=str(payment.id),
-        reference=payment.reference,
-        amount_minor=payment.amount_minor,
-        currency=payment.currency,
-        description=product.name,
-        customer_email=membership.holders[0].email if membership.holders else None,
-        success_url=f"{settings.base_url}/v1/purchases/{payment.id}/return",
-        cancel_url=f"{settings.base_url}/v1/purchases/{payment.id}/return?cancelled=true",
-        renew_every_months=product.validity_months if auto_renew else None,
-    )
     if auto_renew:
         membership.auto_renew = True
-        checkout = await provider.start_subscription(request)
-    else:
-        checkout = await provider.create_checkout(request)
-    payment.provider_checkout_id = checkout.checkout_id
-    await session.flush()
-    return PurchaseResult(membership=membership, payment=payment, checkout_url=checkout.url)
+    return await _checkout(
+        session,
+        provider=provider,
+        settings=settings,
+        membership=membership,
+        product=product,
+        kind=PaymentKind.RENEWAL,
+        customer_email=membership.holders[0].email if membership.holders else None,
+        auto_renew=auto_renew,
+    )
 
 
 async def stop_auto_renew(
