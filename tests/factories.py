@@ -8,6 +8,7 @@ import secrets
 import uuid
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership import card_numbers, demographics, rollups
@@ -345,3 +346,17 @@ async def create_pending_purchase(
     session.add(payment)
     await session.flush()
     return payment
+
+
+async def move_term_end(
+    session: AsyncSession, membership: Membership, days: int, *, timezone: str
+) -> None:
+    """Shift the membership's one year-long term so that it ends `days` from today (local)."""
+    term = await session.scalar(
+        select(MembershipTerm).where(MembershipTerm.membership_id == membership.id)
+    )
+    assert term is not None
+    today = local_date(utcnow(), timezone)
+    term.starts_on = today + timedelta(days=days) - timedelta(days=365)
+    term.ends_on = today + timedelta(days=days)
+    await session.commit()

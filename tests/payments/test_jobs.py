@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from api.cli import app as cli
 from membership import jobs
-from membership.clock import local_date, utcnow
+from membership.clock import utcnow
 from membership.db import create_sessionmaker
 from membership.models import (
     Card,
@@ -21,10 +21,10 @@ from membership.models import (
     CardStatus,
     Membership,
     MembershipStatus,
-    MembershipTerm,
     OutboxEmail,
 )
 from membership.settings import Settings
+from tests.factories import move_term_end
 from tests.payments.conftest import paid_membership
 
 
@@ -41,20 +41,6 @@ async def _status(session: AsyncSession, membership: Membership) -> MembershipSt
     return status
 
 
-async def _ends_in(
-    session: AsyncSession, membership: Membership, days: int, settings: Settings
-) -> None:
-    """Move the membership's term so that its end is `days` from today."""
-    term = await session.scalar(
-        select(MembershipTerm).where(MembershipTerm.membership_id == membership.id)
-    )
-    assert term is not None
-    today = local_date(utcnow(), settings.programme_timezone)
-    term.starts_on = today + timedelta(days=days) - timedelta(days=365)
-    term.ends_on = today + timedelta(days=days)
-    await session.commit()
-
-
 class TestStanding:
     async def test_moves_memberships_by_their_paid_until_date(
         self, session: AsyncSession, engine: AsyncEngine, mail_settings: Settings
@@ -63,8 +49,8 @@ class TestStanding:
         active, _ = await paid_membership(session, mail_settings, now=now)
         grace, _ = await paid_membership(session, mail_settings, now=now, grace_days=14)
         gone, _ = await paid_membership(session, mail_settings, now=now, grace_days=14)
-        await _ends_in(session, grace, -3, mail_settings)
-        await _ends_in(session, gone, -20, mail_settings)
+        await move_term_end(session, grace, -3, timezone=mail_settings.programme_timezone)
+        await move_term_end(session, gone, -20, timezone=mail_settings.programme_timezone)
         sessionmaker = create_sessionmaker(engine)
         report = await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
         assert (report.in_grace, report.expired) == (1, 1)
@@ -97,11 +83,11 @@ class TestStanding:
     ) -> None:
         now = utcnow()
         membership, _ = await paid_membership(session, mail_settings, now=now)
-        await _ends_in(session, membership, -3, mail_settings)
+        await move_term_end(session, membership, -3, timezone=mail_settings.programme_timezone)
         sessionmaker = create_sessionmaker(engine)
         await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
         assert await _status(session, membership) == MembershipStatus.IN_GRACE
-        await _ends_in(session, membership, 300, mail_settings)
+        await move_term_end(session, membership, 300, timezone=mail_settings.programme_timezone)
         await jobs.run_once(sessionmaker, settings=mail_settings, now=now)
         assert await _status(session, membership) == MembershipStatus.ACTIVE
 
@@ -112,7 +98,7 @@ class TestStanding:
             pytest.skip("SQLite has one writer at a time: this race needs row locks")
         now = utcnow()
         gone, _ = await paid_membership(session, mail_settings, now=now, holders=2)
-        await _ends_in(session, gone, -30, mail_settings)
+        await move_term_end(session, gone, -30, timezone=mail_settings.programme_timezone)
         sessionmaker = create_sessionmaker(engine)
         reports = await asyncio.gather(
             *(jobs.update_standing(sessionmaker, settings=mail_settings, now=now) for _ in range(4))
@@ -129,12 +115,12 @@ class TestReminders:
         now = utcnow()
         manual, _ = await paid_membership(session, mail_settings, now=now)
         automatic, _ = await paid_membership(session, mail_settings, now=now, auto_renew=True)
-        await _ends_in(session, manual, 20, mail_settings)
-        await _ends_in(session, automatic, 20, mail_settings)
+        await move_term_end(session, manual, 20, timezone=mail_settings.programme_timezone)
+        await move_term_end(session, automatic, 20, timezone=mail_settings.programme_timezone)
         sessionmaker = create_sessionmaker(engine)
         assert await jobs.send_reminders(sessionmaker, settings=mail_settings, now=now) == 1
         assert await jobs.send_reminders(sessionmaker, settings=mail_settings, now=now) == 0
-        await _ends_in(session, manual, 5, mail_settings)
+        await move_term_end(session, manual, 5, timezone=mail_settings.programme_timezone)
         assert await jobs.send_reminders(sessionmaker, settings=mail_settings, now=now) == 1
         reminders = list(
             await session.scalars(

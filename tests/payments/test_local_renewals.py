@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from api.app import create_app
 from api.cli import app as cli
 from membership import jobs
-from membership.clock import local_date, utcnow
+from membership.clock import utcnow
 from membership.models import (
     Membership,
     MembershipStatus,
@@ -32,7 +32,7 @@ from membership.models import (
     WebhookEvent,
 )
 from membership.settings import Settings
-from tests.factories import create_product
+from tests.factories import create_product, move_term_end
 
 
 async def _count(session: AsyncSession, model: Any, *where: Any) -> int:
@@ -74,19 +74,6 @@ async def _bought(
     return membership
 
 
-async def _period_ends_in(
-    session: AsyncSession, membership: Membership, days: int, settings: Settings
-) -> None:
-    term = await session.scalar(
-        select(MembershipTerm).where(MembershipTerm.membership_id == membership.id)
-    )
-    assert term is not None
-    today = local_date(utcnow(), settings.programme_timezone)
-    term.starts_on = today + timedelta(days=days) - timedelta(days=365)
-    term.ends_on = today + timedelta(days=days)
-    await session.commit()
-
-
 async def _status(session: AsyncSession, membership: Membership) -> MembershipStatus:
     status = await session.scalar(select(Membership.status).where(Membership.id == membership.id))
     await session.commit()
@@ -100,11 +87,11 @@ async def test_renewal_is_charged_at_period_end_and_extends_from_the_old_end(
     membership = await _bought(session, client)
     sessionmaker = app.state.sessionmaker
     now = utcnow()
-    await _period_ends_in(session, membership, 1, settings)
+    await move_term_end(session, membership, 1, timezone=settings.programme_timezone)
     early = await jobs.run_once(sessionmaker, settings=settings, now=now)
     assert early.renewals_charged == 0
 
-    await _period_ends_in(session, membership, 0, settings)
+    await move_term_end(session, membership, 0, timezone=settings.programme_timezone)
     report = await jobs.run_once(sessionmaker, settings=settings, now=now)
     assert (report.renewals_charged, report.in_grace) == (1, 0)
     terms = list(
@@ -136,7 +123,7 @@ async def test_expiring_card_declines_the_renewal_then_grace_then_expiry(
     membership = await _bought(session, client, outcome="pay-expiring-card")
     sessionmaker = app.state.sessionmaker
     now = utcnow()
-    await _period_ends_in(session, membership, 0, settings)
+    await move_term_end(session, membership, 0, timezone=settings.programme_timezone)
     report = await jobs.run_once(sessionmaker, settings=settings, now=now)
     assert report.renewals_charged == 1
     assert await _status(session, membership) == MembershipStatus.IN_GRACE
@@ -149,7 +136,7 @@ async def test_expiring_card_declines_the_renewal_then_grace_then_expiry(
     assert await _count(session, OutboxEmail, OutboxEmail.template == "payment_failed") == 1
     assert await _count(session, MembershipTerm) == 1
 
-    await _period_ends_in(session, membership, -15, settings)
+    await move_term_end(session, membership, -15, timezone=settings.programme_timezone)
     await jobs.run_once(sessionmaker, settings=settings, now=now)
     assert await _status(session, membership) == MembershipStatus.EXPIRED
 
@@ -162,7 +149,7 @@ async def test_auto_renew_turned_off_is_not_charged(
         update(Membership).where(Membership.id == membership.id).values(auto_renew=False)
     )
     await session.commit()
-    await _period_ends_in(session, membership, 0, settings)
+    await move_term_end(session, membership, 0, timezone=settings.programme_timezone)
     report = await jobs.run_once(app.state.sessionmaker, settings=settings, now=utcnow())
     assert report.renewals_charged == 0
     assert await _count(session, Payment, Payment.kind == PaymentKind.RENEWAL) == 0
@@ -178,7 +165,7 @@ async def test_several_runners_at_once_charge_one_renewal(
     if backend != "postgresql":
         pytest.skip("SQLite has one writer at a time: this race needs row locks")
     membership = await _bought(session, client)
-    await _period_ends_in(session, membership, 0, settings)
+    await move_term_end(session, membership, 0, timezone=settings.programme_timezone)
     now = utcnow()
     reports = await asyncio.gather(
         *(jobs.run_once(app.state.sessionmaker, settings=settings, now=now) for _ in range(4))

@@ -189,31 +189,7 @@ async def test_subscription_renewal_failed_renewal_and_cancel(
     app: FastAPI,
     settings: Settings,
 ) -> None:
-    await create_product(session, code="ANNUAL", price_minor=7500)
-    await session.commit()
-    body = {
-        "product_code": "ANNUAL",
-        "auto_renew": True,
-        "holders": [
-            {
-                "first_name": "Piet",
-                "last_name": "Bakker",
-                "email": "piet@example.org",
-                "birth_date": "1970-01-31",
-                "postal_code": "1011 AA",
-                "language": "nl",
-            }
-        ],
-    }
-    bought = await client.post("/v1/purchases", json=body)
-    assert bought.status_code == 201, bought.text
-    checkout_id = bought.json()["checkout_url"].rsplit("/", 1)[1]
-    completed = stripe_api.post(f"/_test/checkout/sessions/{checkout_id}/complete").json()
-    await _deliver_events(stripe_api, client)
-    await _settle(app, settings)
-    membership = await session.scalar(select(Membership).where(Membership.auto_renew.is_(True)))
-    await session.commit()
-    assert membership is not None
+    completed, membership = await _subscribed(session, client, stripe_api, app, settings)
     assert membership.provider_subscription_id == completed["subscription"]
     assert await _count(session, MembershipTerm) == 1
 
