@@ -32,11 +32,14 @@ from membership.models.periods import (
     PeriodPair,
     PeriodVisitors,
     ReportPeriod,
+    StoredReport,
+    StoredReportKind,
 )
 from membership.models.products import Product, ProductKind, product_institutions
 from membership.models.receipts import Receipt
 from membership.models.rollups import NO_PRODUCT, InstitutionDayCount
 from membership.models.staff import StaffRole, StaffToken, StaffUser
+from membership.models.visitors import InstitutionVisitor
 
 __all__ = [
     "LIVE_CARD_STATUSES",
@@ -55,6 +58,7 @@ __all__ = [
     "Institution",
     "InstitutionDayCount",
     "InstitutionTariff",
+    "InstitutionVisitor",
     "Member",
     "MemberSession",
     "MemberSignInLink",
@@ -77,6 +81,8 @@ __all__ = [
     "StaffRole",
     "StaffToken",
     "StaffUser",
+    "StoredReport",
+    "StoredReportKind",
     "TermKind",
     "TermStatus",
     "Venue",

@@ -1,4 +1,5 @@
-"""Stored report figures: rollups of closed periods and the payout statements of closed months.
+"""Stored report figures: rollups and institution reports of closed periods, and the payout
+statements of closed months.
 
 Both are derived from `checkins`, and both must stay exact while check-ins keep arriving. They
 record a high-water mark instead of trusting timestamps: `checkin_mark` is the highest check-in
@@ -14,7 +15,15 @@ import enum
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from membership.models.base import UUIDPK, Base, BigIntPK, str_enum
@@ -25,6 +34,13 @@ class PeriodKind(enum.StrEnum):
     MONTH = "month"
     QUARTER = "quarter"
     YEAR = "year"
+    # Twelve whole calendar months that are not a calendar year: "the last 12 complete months".
+    TWELVE_MONTHS = "twelve_months"
+
+
+class StoredReportKind(enum.StrEnum):
+    VISITS = "visits"
+    FLOWS = "flows"
 
 
 class ReportPeriod(UUIDPK, Base):
@@ -88,6 +104,28 @@ class PeriodPair(Base):
         ForeignKey("institutions.id", ondelete="CASCADE"), primary_key=True
     )
     both: Mapped[int]
+
+
+class StoredReport(Base):
+    """One institution's own report of a computed period, as the live report returned it (JSON).
+
+    Computed in the period's transaction, so it shares the period row's marks and is deleted
+    with it; `k` is part of the key because the suppressed cells depend on it.
+    """
+
+    __tablename__ = "stored_reports"
+
+    period_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("report_periods.id", ondelete="CASCADE"), primary_key=True
+    )
+    institution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("institutions.id", ondelete="CASCADE"), primary_key=True
+    )
+    report: Mapped[StoredReportKind] = mapped_column(
+        str_enum(StoredReportKind, "stored_report_kind"), primary_key=True
+    )
+    k: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    payload: Mapped[str] = mapped_column(Text)
 
 
 class PayoutClosing(Base):
