@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Table
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Table, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from membership.models.base import UUIDPK, Base, CreatedAt, Timestamps, str_enum
@@ -71,6 +71,15 @@ class MembershipTerm(UUIDPK, CreatedAt, Base):
     __table_args__ = (
         CheckConstraint("ends_on > starts_on", name="ends_after_start"),
         Index("ix_membership_terms_membership_id_ends_on", "membership_id", "ends_on"),
+        # The renewal segment asks which active terms end in the coming 60 days: a range of
+        # this index, not a scan of every term of the programme.
+        Index(
+            "ix_membership_terms_active_ends_on",
+            "ends_on",
+            "membership_id",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
     )
 
     membership_id: Mapped[uuid.UUID] = mapped_column(
