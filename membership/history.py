@@ -7,8 +7,8 @@ SHA-256 and its line number. Imports run one at a time (a PostgreSQL advisory lo
 commit; SQLite serialises writers anyway), so two imports of one file, or two files naming the
 same unknown holder, cannot both write: the second sees what the first committed.
 
-Each row gets its holder's age band and region, and the day counters are added to in the same
-transaction (membership.rollups), so reports read an import like live scans.
+Each row gets its holder's age band and region, and the day counters and visitor rows are
+added to in the same transaction (membership.rollups), so reports read an import like live scans.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Uuid, bindparam, func, insert, select, text
+from sqlalchemy import Date, String, Uuid, bindparam, column, func, insert, select, table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership import audit, card_numbers, demographics, rollups
@@ -464,6 +464,7 @@ async def _insert_checkins(
             await session.execute(insert(Checkin), rows)
             for row in rows:
                 rollups.note(session, _counter_key(row, zones), 1)
+                rollups.note_visit(session, Checkin(**row))
         return len(records), counted
     columns = ", ".join(_CHECKIN_COLUMNS)
     await session.execute(text("DROP TABLE IF EXISTS checkin_import"))
@@ -471,6 +472,13 @@ async def _insert_checkins(
         text(
             f"CREATE TEMPORARY TABLE checkin_import ON COMMIT DROP AS "
             f"SELECT {columns} FROM checkins WITH NO DATA"
+        )
+    )
+    await session.execute(text("DROP TABLE IF EXISTS visit_import"))
+    await session.execute(
+        text(
+            "CREATE TEMPORARY TABLE visit_import ON COMMIT DROP AS "
+            "SELECT institution_id, visitor_key, local_date, member_id FROM checkins WITH NO DATA"
         )
     )
     raw = await connection.get_raw_connection()
@@ -492,7 +500,9 @@ async def _insert_checkins(
             f"WITH inserted AS (INSERT INTO checkins ({columns}) SELECT {columns} "
             f"FROM checkin_import ON CONFLICT DO NOTHING "
             f"RETURNING institution_id, local_date, scanned_at, product_id, result, reason, "
-            f"counted), "
+            f"counted, visitor_key, member_id), "
+            f"visits AS (INSERT INTO visit_import SELECT institution_id, visitor_key, "
+            f"local_date, member_id FROM inserted WHERE counted AND visitor_key IS NOT NULL), "
             f"counters AS (INSERT INTO institution_day_counts (institution_id, local_date, "
             f"hour, product_id, result, reason, counted, checkins) "
             f"SELECT {key}, count(*) FROM inserted x "
@@ -505,10 +515,20 @@ async def _insert_checkins(
     )
     total, inserted_counted = inserted.one()
     await session.execute(text("DROP TABLE checkin_import"))
+    # The visitor rows take the visits really inserted; merged in SQL, as a door would.
+    await rollups.merge_visits(session, _VISIT_IMPORT)
+    await session.execute(text("DROP TABLE visit_import"))
     return int(total), int(inserted_counted)
 
 
 _COLUMN = {name: index for index, name in enumerate(_CHECKIN_COLUMNS)}
+_VISIT_IMPORT = table(
+    "visit_import",
+    column("institution_id", Uuid()),
+    column("visitor_key", String()),
+    column("local_date", Date()),
+    column("member_id", Uuid()),
+)
 
 
 async def _zones(session: AsyncSession, institution_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership.models import Checkin, CheckinResult, Member
+from membership import rollups
+from membership.models import CheckinResult, Member
 from reports.common import Period
 from reports.visits import visits_report
 from tests.factories import (
@@ -67,11 +68,7 @@ async def test_erasure_and_retention_leave_every_figure_identical(session: Async
         .where(Member.id.in_([m.id for m in erased]))
         .values(birth_date=None, postal_code=None, erased_at=datetime.now(UTC))
     )
-    await session.execute(
-        update(Checkin)
-        .where(Checkin.member_id.in_([m.id for m in erased + retained]))
-        .values(member_id=None)
-    )
+    await rollups.clear_member_links(session, [m.id for m in erased + retained])
     # A deleted member: the foreign key sets the link to NULL.
     await session.execute(delete(Member).where(Member.id.in_([m.id for m in deleted])))
     await session.commit()
