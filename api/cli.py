@@ -344,7 +344,7 @@ async def _run_jobs(
         # a national year takes minutes and must not hold up mail and renewals.
         await asyncio.gather(
             jobs.run_forever(sessionmaker, settings=settings, interval=interval),
-            periods.refresh_forever(sessionmaker, interval=interval),
+            periods.refresh_forever(sessionmaker, interval=interval, k=settings.suppression_k),
         )
         return None
     finally:
@@ -357,7 +357,8 @@ app.add_typer(reports_app, name="reports")
 
 @reports_app.command("refresh")
 def reports_refresh() -> None:
-    """Compute the rollups of closed months, quarters and years that are missing or changed.
+    """Compute the rollups and stored institution reports of closed months, quarters, years
+    and the last twelve months that are missing or changed.
 
     `membership jobs run` does this continuously; run it by hand after a large import.
     """
@@ -371,7 +372,9 @@ def reports_refresh() -> None:
 async def _refresh_reports(settings: Settings) -> periods.RefreshReport:
     engine = create_engine(settings.database_url)
     try:
-        return await periods.refresh(create_sessionmaker(engine), now=utcnow())
+        return await periods.refresh(
+            create_sessionmaker(engine), now=utcnow(), k=settings.suppression_k
+        )
     finally:
         await engine.dispose()
 

@@ -142,7 +142,7 @@ async def _prepare_rollups(year: int) -> None:
     sessions = create_sessionmaker(engine)
     try:
         started = time.perf_counter()
-        result = await refresh(sessions, now=utcnow())
+        result = await refresh(sessions, now=utcnow(), k=K)
         print(
             f"rollups: {len(result.computed)} periods computed, {result.unchanged} unchanged, "
             f"in {time.perf_counter() - started:.1f} s",

@@ -10,15 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membership.models import Checkin, Institution
+from membership.models import Checkin, Institution, StoredReportKind
 from reports.common import Period, analytic_memory, counted_visits, get_institution, ratio
 from reports.periods import AffinityCounts, programme_visitors, stored_affinity
 from reports.privacy import suppress
+from reports.stored import SOURCE_LIVE, SOURCE_STORED, stored_report
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class AffinityReport:
     visitors: int
     by_lift: list[AffinityRow]
     by_share: list[AffinityRow]
+    # Where the counts come from: the closed period's rollup, or counted live now.
+    source: str = SOURCE_LIVE
+    computed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,9 @@ class FlowsReport:
     k: int
     before: list[FlowRow]
     after: list[FlowRow]
+    # Where the figures come from: the closed period's stored report, or counted live now.
+    source: str = SOURCE_LIVE
+    computed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,8 @@ async def affinity_report(
         visitors=counts.visitors_a,
         by_lift=_ranked(result, lambda row: row.lift),
         by_share=_ranked(result, lambda row: row.share),
+        source=SOURCE_LIVE if counts.computed_at is None else SOURCE_STORED,
+        computed_at=counts.computed_at,
     )
 
 
@@ -201,7 +210,18 @@ async def flows_report(
 
     A flow pairs a counted visit here with a counted visit elsewhere by the same visitor on the
     same local date; it is "before" when the other visit was scanned earlier, "after" when later.
+    A closed standard period is read from its stored report while that holds (reports/stored.py).
     """
+    stored = await stored_report(
+        session,
+        FlowsReport,
+        report=StoredReportKind.FLOWS,
+        institution_id=institution_id,
+        period=period,
+        k=k,
+    )
+    if stored is not None:
+        return stored
     await get_institution(session, institution_id)
     here = (
         select(Checkin.visitor_key, Checkin.local_date, Checkin.scanned_at)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from itertools import combinations
 
 from sqlalchemy import and_, distinct, func, select
@@ -26,6 +26,7 @@ from reports.periods import (
     visitor_institutions,
 )
 from reports.privacy import suppress
+from reports.stored import SOURCE_LIVE, SOURCE_STORED
 
 TOP_FLOWS = 50
 
@@ -70,6 +71,10 @@ class NetworkReport:
     institutions: list[NetworkInstitution]
     matrix: list[MatrixCell]
     top_flows: list[NetworkFlow]
+    # Where the matrix's counts come from: the closed period's rollup, or counted live now.
+    # The top flows are counted live either way.
+    source: str = SOURCE_LIVE
+    computed_at: datetime | None = None
 
 
 async def network_report(
@@ -134,6 +139,8 @@ async def network_report(
         institutions=institutions,
         matrix=matrix,
         top_flows=await _top_flows(session, period=period, k=k, top=top),
+        source=SOURCE_LIVE if counts.computed_at is None else SOURCE_STORED,
+        computed_at=counts.computed_at,
     )
 
 

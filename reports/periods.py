@@ -2,10 +2,12 @@
 
 Affinity and the network matrix need every visitor of every institution in the period: at
 national scale that is tens of seconds of reading `checkins` (docs/reports.md, "Scale"). For a
-standard period (a calendar month, quarter or year) that is over everywhere, `refresh` stores
-the counts those reports are built on — distinct visitors per institution, shared visitors per
-pair of institutions, and the programme's distinct visitors — computed by the same SQL the live
-reports run, inside the database. The reports read them only while they are exact.
+standard period (a calendar month, quarter or year, or the latest twelve whole months) that is
+over everywhere, `refresh` stores the counts those reports are built on — distinct visitors per
+institution, shared visitors per pair of institutions, and the programme's distinct visitors —
+computed by the same SQL the live reports run, inside the database; and, in the same
+transaction, each visited institution's own visits and flows reports (reports/stored.py). The
+reports read them only while they are exact.
 
 **Why marks, not `received_at`.** A check-in's `received_at` is the server clock when its request
 arrived, not when its transaction committed: a batch of offline scans or an import commits
@@ -13,9 +15,10 @@ seconds or minutes later. A refresh that recorded "computed at T" and then trust
 with `received_at <= T` would miss a row received before T and committed after its snapshot,
 forever. Instead the refresh takes a high-water mark (`high_water`): the highest check-in id
 and audit entry id such that every row up to them is committed and visible, and computes
-exactly the rows up to the mark. A row above the mark in the period, or an override (which
-turns an old refused scan into a visit) audited above it, makes the period changed; the reports
-then fall back to the live query and the next refresh recomputes it.
+exactly the rows up to the mark. A check-in above the mark dated up to the period's end (any
+result: the visits report shows refusals, and counts new visitors against earlier visits), or
+an override (which turns an old refused scan into a visit) audited above it, makes the period
+changed; the reports then fall back to the live query and the next refresh recomputes it.
 """
 
 from __future__ import annotations
@@ -57,7 +60,14 @@ from sqlalchemy.orm import aliased
 from membership.clock import utcnow
 from membership.errors import Conflict
 from membership.models import AuditEntry, Checkin, Institution
-from membership.models.periods import PeriodKind, PeriodPair, PeriodVisitors, ReportPeriod
+from membership.models.periods import (
+    PeriodKind,
+    PeriodPair,
+    PeriodVisitors,
+    ReportPeriod,
+    StoredReport,
+    StoredReportKind,
+)
 from reports.common import Period, analytic_memory, counted_visits, dialect_name
 
 log = logging.getLogger(__name__)
@@ -245,17 +255,23 @@ class StandardPeriod:
     period: Period
 
 
+def _months_after(start: date, months: int) -> date:
+    """The last day of the `months`-th month counted from the month of `start` (that is 1)."""
+    index = start.year * 12 + start.month - 1 + months - 1
+    return _month_end(index // 12, index % 12 + 1)
+
+
 def standard_kind(period: Period) -> PeriodKind | None:
     """The kind of rollup that holds exactly this period, if any."""
     start, end = period.start, period.end
-    if start.day != 1 or end != _month_end(end.year, end.month) or start.year != end.year:
+    if start.day != 1 or end != _month_end(end.year, end.month):
         return None
-    if start.month == end.month:
+    if end == _months_after(start, 1):
         return PeriodKind.MONTH
-    if start.month % 3 == 1 and end.month == start.month + 2:
+    if start.month % 3 == 1 and end == _months_after(start, 3):
         return PeriodKind.QUARTER
-    if start.month == 1 and end.month == 12:
-        return PeriodKind.YEAR
+    if end == _months_after(start, 12):
+        return PeriodKind.YEAR if start.month == 1 else PeriodKind.TWELVE_MONTHS
     return None
 
 
@@ -269,7 +285,13 @@ def closed_before(now: datetime) -> date:
 
 
 def closed_periods(first_visit: date, now: datetime) -> Iterator[StandardPeriod]:
-    """Every month, quarter and year from the first visit's year that is over everywhere."""
+    """Every month, quarter and year from the first visit's year that is over everywhere, and
+    the twelve months ending with the latest month that is over.
+
+    Only the latest twelve-months window: a late scan falls in up to twelve windows, and
+    keeping them all would make one scan cost twelve recomputations. An older window stays
+    served while it holds and is counted live once it changed.
+    """
     last_closed = closed_before(now)
     for year in range(first_visit.year, last_closed.year + 1):
         candidates = [
@@ -288,6 +310,15 @@ def closed_periods(first_visit: date, now: datetime) -> Iterator[StandardPeriod]
         for candidate in candidates:
             if first_visit <= candidate.period.end <= last_closed:
                 yield candidate
+    latest_month_end = (
+        last_closed
+        if last_closed == _month_end(last_closed.year, last_closed.month)
+        else last_closed.replace(day=1) - timedelta(days=1)
+    )
+    # Ending with a December, the twelve months are a calendar year, yielded as such above.
+    if latest_month_end.month != 12 and first_visit <= latest_month_end:
+        start = date(latest_month_end.year - 1, latest_month_end.month + 1, 1)
+        yield StandardPeriod(PeriodKind.TWELVE_MONTHS, Period(start, latest_month_end))
 
 
 # ---------------------------------------------------------------------------------- refresh
@@ -312,18 +343,23 @@ async def _first_visit_day(session: AsyncSession) -> date | None:
 
 
 async def period_changed(session: AsyncSession, *, period: Period, marks: Marks) -> bool:
-    """Whether a visit in the period is not held by figures taken at the marks.
+    """Whether a check-in up to the period's end is not held by figures taken at the marks.
+
+    Not only visits in the period: the stored visits report shows refusals and re-entries,
+    and its new visitors depend on every earlier visit, so a late import of old history
+    changes it too. Rollups and stored reports of a period share its marks, so they share
+    this one definition, and the refresh recomputes by it.
 
     Two probes, each walking ids above a mark only (primary keys), so they cost what arrived
     since the last refresh, not the size of the period.
     """
-    visit = counted_visits(period)
+    up_to_end = Checkin.local_date <= period.end
     return bool(
         await session.scalar(
             select(
                 or_(
-                    exists().where(visit, Checkin.id > _mark(marks.checkin)),
-                    exists().where(visit, Checkin.id.in_(overridden_after(marks.audit))),
+                    exists().where(up_to_end, Checkin.id > _mark(marks.checkin)),
+                    exists().where(up_to_end, Checkin.id.in_(overridden_after(marks.audit))),
                 )
             )
         )
@@ -331,9 +367,10 @@ async def period_changed(session: AsyncSession, *, period: Period, marks: Marks)
 
 
 async def compute_period(
-    session: AsyncSession, *, standard: StandardPeriod, marks: Marks, now: datetime
+    session: AsyncSession, *, standard: StandardPeriod, marks: Marks, now: datetime, k: int
 ) -> uuid.UUID:
-    """Replace the period's rollup by the counts of the rows up to the marks (in the database)."""
+    """Replace the period's rollup by the counts of the rows up to the marks (in the database),
+    and store each visited institution's visits and flows reports with suppression `k`."""
     period = standard.period
     await analytic_memory(session)
     await session.execute(
@@ -367,13 +404,54 @@ async def compute_period(
             ["period_id", "a_id", "b_id", "both"], shared_visitors(pairs, period_id)
         )
     )
+    await _store_institution_reports(session, period_id=stored.id, period=period, k=k)
     return stored.id
 
 
+async def _store_institution_reports(
+    session: AsyncSession, *, period_id: uuid.UUID, period: Period, k: int
+) -> None:
+    """Each visited institution's visits and flows reports, exactly as the live functions
+    return them now.
+
+    They count every row they see, not only the rows up to the marks, and are still exact when
+    served: every row up to the marks is visible to them, and a row above the marks that they
+    included is a check-in up to the period's end above the mark, or an override audited
+    above it, which makes `period_changed` true, so those figures are never served.
+    """
+    # Imported here because both reports import this module (they read their stored figures
+    # through `reports.stored`, which builds on the marks defined here).
+    from reports.affinity import flows_report
+    from reports.stored import payload
+    from reports.visits import visits_report
+
+    visited = await session.scalars(
+        select(PeriodVisitors.institution_id).where(PeriodVisitors.period_id == period_id)
+    )
+    for institution_id in visited.all():
+        visits = await visits_report(session, institution_id=institution_id, period=period, k=k)
+        flows = await flows_report(session, institution_id=institution_id, period=period, k=k)
+        session.add_all(
+            StoredReport(
+                period_id=period_id,
+                institution_id=institution_id,
+                report=report,
+                k=k,
+                payload=payload(figures),
+            )
+            for report, figures in (
+                (StoredReportKind.VISITS, visits),
+                (StoredReportKind.FLOWS, flows),
+            )
+        )
+        await session.flush()
+
+
 async def refresh(
-    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime, k: int
 ) -> RefreshReport:
-    """Compute missing and changed rollups of closed periods; confirm the others up to now.
+    """Compute missing and changed rollups of closed periods, with the institution reports for
+    suppression `k` (the programme's); confirm the others up to now.
 
     Each period is its own transaction, so readers get the new figures as soon as they exist.
     A period found unchanged gets the new marks, which keeps the readers' change probe short.
@@ -419,7 +497,7 @@ async def refresh(
                 unchanged += 1
                 continue
             try:
-                await compute_period(session, standard=standard, marks=marks, now=now)
+                await compute_period(session, standard=standard, marks=marks, now=now, k=k)
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
@@ -434,12 +512,12 @@ async def refresh(
 
 
 async def refresh_forever(
-    sessionmaker: async_sessionmaker[AsyncSession], *, interval: float
+    sessionmaker: async_sessionmaker[AsyncSession], *, interval: float, k: int
 ) -> None:
     """`refresh` again and again; a failed pass is logged and the next one retries."""
     while True:
         try:
-            await refresh(sessionmaker, now=utcnow())
+            await refresh(sessionmaker, now=utcnow(), k=k)
         except Exception:  # the runner must outlive one bad pass, as the job runner does
             log.exception("reports.refresh.failed")
         await asyncio.sleep(interval)
@@ -455,6 +533,7 @@ class AffinityCounts:
     visitors_a: int
     visitors_any: int
     others: list[tuple[uuid.UUID, int, int]]  # (B, visitors(B), both)
+    computed_at: datetime | None = None  # of the rollup; None when counted live
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,9 +541,11 @@ class NetworkCounts:
     visitors_any: int
     institutions: list[tuple[uuid.UUID, str, str, int]]  # (id, code, name, visitors)
     shared: dict[frozenset[uuid.UUID], int]
+    computed_at: datetime | None = None  # of the rollup; None when counted live
 
 
-def _stored(period: Period) -> ColumnElement[bool] | None:
+def stored_period(period: Period) -> ColumnElement[bool] | None:
+    """The `report_periods` row of exactly this period, as a condition; None if not standard."""
     kind = standard_kind(period)
     if kind is None:
         return None
@@ -483,7 +564,7 @@ async def stored_affinity(
     One statement reads the whole answer, so it comes from one computation even while a
     refresh replaces it.
     """
-    which = _stored(period)
+    which = stored_period(period)
     if which is None:
         return None
     own, other = aliased(PeriodVisitors), aliased(PeriodVisitors)
@@ -496,6 +577,7 @@ async def stored_affinity(
                 ReportPeriod.visitors,
                 ReportPeriod.checkin_mark,
                 ReportPeriod.audit_mark,
+                ReportPeriod.computed_at,
                 own.visitors,
                 other.institution_id,
                 other.visitors,
@@ -530,7 +612,7 @@ async def stored_affinity(
     ).all()
     if not rows:
         return None
-    visitors_any, checkin_mark, audit_mark, visitors_a = rows[0][:4]
+    visitors_any, checkin_mark, audit_mark, computed_at, visitors_a = rows[0][:5]
     if await period_changed(session, period=period, marks=Marks(checkin_mark, audit_mark)):
         return None
     return AffinityCounts(
@@ -541,6 +623,7 @@ async def stored_affinity(
             for *_, other_id, n, both in rows
             if other_id is not None
         ],
+        computed_at=computed_at,
     )
 
 
@@ -550,7 +633,7 @@ async def stored_network(session: AsyncSession, *, period: Period) -> NetworkCou
     Two statements; each returns the computation's id, and a refresh in between (a new id)
     makes this answer None rather than a mix of two computations.
     """
-    which = _stored(period)
+    which = stored_period(period)
     if which is None:
         return None
     head = (
@@ -560,6 +643,7 @@ async def stored_network(session: AsyncSession, *, period: Period) -> NetworkCou
                 ReportPeriod.visitors,
                 ReportPeriod.checkin_mark,
                 ReportPeriod.audit_mark,
+                ReportPeriod.computed_at,
                 Institution.id,
                 Institution.code,
                 Institution.name,
@@ -574,7 +658,7 @@ async def stored_network(session: AsyncSession, *, period: Period) -> NetworkCou
     ).all()
     if not head:
         return None
-    period_id, visitors_any, checkin_mark, audit_mark = head[0][:4]
+    period_id, visitors_any, checkin_mark, audit_mark, computed_at = head[0][:5]
     pairs = (
         await session.execute(
             select(ReportPeriod.id, PeriodPair.a_id, PeriodPair.b_id, PeriodPair.both)
@@ -595,4 +679,5 @@ async def stored_network(session: AsyncSession, *, period: Period) -> NetworkCou
             if iid is not None
         ],
         shared={frozenset((a, b)): int(n) for _, a, b, n in pairs if a is not None},
+        computed_at=computed_at,
     )

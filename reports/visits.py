@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Uuid, and_, case, distinct, func, literal, select
@@ -13,7 +13,14 @@ from sqlalchemy.orm import aliased
 
 from membership import rollups
 from membership.demographics import AGE_BANDS
-from membership.models import NO_PRODUCT, Checkin, CheckinResult, InstitutionDayCount, Product
+from membership.models import (
+    NO_PRODUCT,
+    Checkin,
+    CheckinResult,
+    InstitutionDayCount,
+    Product,
+    StoredReportKind,
+)
 from reports.common import (
     Period,
     analytic_memory,
@@ -27,6 +34,7 @@ from reports.common import (
     weekday,
 )
 from reports.privacy import suppress_breakdown
+from reports.stored import SOURCE_LIVE, stored_report
 
 UNKNOWN = "unknown"
 FREQUENCY_CAP = 10
@@ -96,6 +104,9 @@ class VisitsReport:
     product_mix: list[ProductMix]
     age_bands: list[GroupCount]
     regions: list[GroupCount]
+    # Where the figures come from: the closed period's stored report, or counted live now.
+    source: str = SOURCE_LIVE
+    computed_at: datetime | None = None
 
 
 async def visits_report(
@@ -108,7 +119,18 @@ async def visits_report(
     additive: they read the counted check-ins from the covering index
     `ix_checkins_counted_cover` (per week, per month, per visitor, per product, latest visit).
     A scan this session made but has not committed is in the counters too (`apply_pending`).
+    A closed standard period is read from its stored report while that holds (reports/stored.py).
     """
+    stored = await stored_report(
+        session,
+        VisitsReport,
+        report=StoredReportKind.VISITS,
+        institution_id=institution_id,
+        period=period,
+        k=k,
+    )
+    if stored is not None:
+        return stored
     institution = await get_institution(session, institution_id)
     await rollups.apply_pending(session)
     await analytic_memory(session)

@@ -63,6 +63,13 @@ class TestStandardPeriods:
             (date(2024, 2, 1), date(2024, 2, 29), PeriodKind.MONTH),
             (date(2026, 4, 1), date(2026, 6, 30), PeriodKind.QUARTER),
             (date(2026, 1, 1), date(2026, 12, 31), PeriodKind.YEAR),
+            (date(2025, 12, 1), date(2026, 11, 30), PeriodKind.TWELVE_MONTHS),
+            (date(2025, 3, 1), date(2026, 2, 28), PeriodKind.TWELVE_MONTHS),
+            (date(2023, 3, 1), date(2024, 2, 29), PeriodKind.TWELVE_MONTHS),
+            (date(2025, 3, 1), date(2026, 2, 27), None),
+            (date(2025, 3, 2), date(2026, 2, 28), None),
+            (date(2025, 2, 1), date(2026, 2, 28), None),
+            (date(2025, 4, 1), date(2026, 2, 28), None),
             (date(2026, 2, 1), date(2026, 2, 27), None),
             (date(2026, 2, 2), date(2026, 2, 28), None),
             (date(2026, 2, 1), date(2026, 4, 30), None),
@@ -80,12 +87,42 @@ class TestStandardPeriods:
         assert periods == {
             (PeriodKind.MONTH, date(2026, 1, 1)),
             (PeriodKind.MONTH, date(2026, 2, 1)),
+            (PeriodKind.TWELVE_MONTHS, date(2025, 3, 1)),
         }
         later = {(p.kind, p.period.start) for p in closed_periods(date(2025, 12, 31), AFTER)}
         assert (PeriodKind.YEAR, date(2025, 1, 1)) in later
         assert (PeriodKind.MONTH, date(2025, 11, 1)) not in later
         assert (PeriodKind.QUARTER, date(2026, 10, 1)) in later
+        # Twelve months ending with December are the year, not a second period.
         assert len(later) == 1 + 1 + 1 + 12 + 4 + 1
+
+    @pytest.mark.parametrize(
+        ("now", "window"),
+        [
+            # Two days before UTC today is the last day over everywhere: 31 October.
+            (datetime(2026, 11, 2, 0, 30, tzinfo=UTC), (date(2025, 11, 1), date(2026, 10, 31))),
+            (datetime(2026, 11, 25, tzinfo=UTC), (date(2025, 11, 1), date(2026, 10, 31))),
+            (datetime(2026, 11, 1, 23, tzinfo=UTC), (date(2025, 10, 1), date(2026, 9, 30))),
+            (datetime(2027, 3, 2, tzinfo=UTC), (date(2026, 3, 1), date(2027, 2, 28))),
+            (datetime(2027, 1, 10, tzinfo=UTC), None),
+        ],
+    )
+    def test_only_the_latest_twelve_months_are_kept(
+        self, now: datetime, window: tuple[date, date] | None
+    ) -> None:
+        twelve = [
+            (p.period.start, p.period.end)
+            for p in closed_periods(date(2025, 1, 1), now)
+            if p.kind is PeriodKind.TWELVE_MONTHS
+        ]
+        assert twelve == ([] if window is None else [window])
+        for start, end in twelve:
+            assert standard_kind(Period(start, end)) is PeriodKind.TWELVE_MONTHS
+
+    def test_twelve_months_before_the_first_visit_are_not_kept(self) -> None:
+        now = datetime(2026, 11, 25, tzinfo=UTC)
+        kinds = {p.kind for p in closed_periods(date(2026, 11, 1), now)}
+        assert PeriodKind.TWELVE_MONTHS not in kinds
 
 
 class TestEqualToLive:
@@ -95,7 +132,7 @@ class TestEqualToLive:
         self, session: AsyncSession, engine: AsyncEngine, dataset: Dataset
     ) -> None:
         loaded = await load(session, dataset)
-        result = await refresh(create_sessionmaker(engine), now=AFTER)
+        result = await refresh(create_sessionmaker(engine), now=AFTER, k=dataset.k)
         assert result.computed, "the closed periods of 2026 are computed"
         index = {f"I{i}": i for i in range(len(dataset.zones))}
         for period in STANDARD.values():
@@ -130,7 +167,7 @@ class TestEqualToLive:
             ] == flows
             for row in network.institutions:
                 assert row.visitors is None or row.visitors >= dataset.k
-        again = await refresh(create_sessionmaker(engine), now=AFTER)
+        again = await refresh(create_sessionmaker(engine), now=AFTER, k=dataset.k)
         assert again.computed == []
         assert again.unchanged == len(result.computed)
 
@@ -155,6 +192,7 @@ async def _two_institutions(
 
 
 MARCH = STANDARD["march"]
+K = 1
 
 
 class TestStaleness:
@@ -163,7 +201,7 @@ class TestStaleness:
     ) -> None:
         a, b, venue_a, venue_b = await _two_institutions(session, visitors=3)
         sessionmaker = create_sessionmaker(engine)
-        await refresh(sessionmaker, now=AFTER)
+        await refresh(sessionmaker, now=AFTER, k=K)
         stored = await stored_affinity(session, institution_id=a.id, period=MARCH)
         assert stored is not None
         assert stored.visitors_a == 3
@@ -179,21 +217,23 @@ class TestStaleness:
         assert await stored_network(session, period=MARCH) is None
         live = await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
         assert (live.visitors, live.by_lift[0].both) == (4, 4)
-        # April and the second quarter are untouched and still served.
-        assert await stored_network(session, period=STANDARD["april"]) is not None
+        assert live.source == "live"
+        # April's visits report counts new visitors against March, so April has changed too.
+        assert await stored_network(session, period=STANDARD["april"]) is None
 
-        result = await refresh(sessionmaker, now=AFTER)
+        result = await refresh(sessionmaker, now=AFTER, k=K)
         recomputed = {(p.kind, p.period.start) for p in result.computed}
         assert recomputed == {
-            (PeriodKind.MONTH, date(2026, 3, 1)),
-            (PeriodKind.QUARTER, date(2026, 1, 1)),
+            *((PeriodKind.MONTH, date(2026, month, 1)) for month in range(3, 13)),
+            *((PeriodKind.QUARTER, date(2026, month, 1)) for month in (1, 4, 7, 10)),
             (PeriodKind.YEAR, date(2026, 1, 1)),
         }
         stored = await stored_affinity(session, institution_id=a.id, period=MARCH)
         assert stored is not None
         assert (stored.visitors_a, stored.others) == (4, [(b.id, 4, 4)])
         report = await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
-        assert report == live
+        assert report.source == "stored"
+        assert dataclasses.replace(report, source="live", computed_at=None) == live
 
     async def test_an_override_after_the_refresh_makes_the_period_fall_back(
         self, session: AsyncSession, engine: AsyncEngine
@@ -208,7 +248,7 @@ class TestStaleness:
             reason="card_blocked",
         )
         await session.commit()
-        await refresh(create_sessionmaker(engine), now=AFTER)
+        await refresh(create_sessionmaker(engine), now=AFTER, k=K)
         assert await stored_network(session, period=MARCH) is not None
         await override(
             session,
@@ -222,17 +262,21 @@ class TestStaleness:
         assert await stored_network(session, period=MARCH) is None
         network = await network_report(session, period=MARCH, k=1)
         assert network.visitors == 3
-        await refresh(create_sessionmaker(engine), now=AFTER)
+        await refresh(create_sessionmaker(engine), now=AFTER, k=K)
         stored = await stored_network(session, period=MARCH)
         assert stored is not None
         assert stored.visitors_any == 3
-        assert await network_report(session, period=MARCH, k=1) == network
+        served = await network_report(session, period=MARCH, k=1)
+        assert (served.source, network.source) == ("stored", "live")
+        assert dataclasses.replace(served, source="live", computed_at=None) == network
 
     async def test_a_scan_in_an_open_period_is_not_rolled_up(
         self, session: AsyncSession, engine: AsyncEngine
     ) -> None:
         a, *_ = await _two_institutions(session, visitors=1)
-        result = await refresh(create_sessionmaker(engine), now=datetime(2026, 3, 31, tzinfo=UTC))
+        result = await refresh(
+            create_sessionmaker(engine), now=datetime(2026, 3, 31, tzinfo=UTC), k=K
+        )
         assert result.computed == []
         assert await stored_affinity(session, institution_id=a.id, period=MARCH) is None
 
@@ -240,7 +284,7 @@ class TestStaleness:
         self, session: AsyncSession, engine: AsyncEngine
     ) -> None:
         a, *_ = await _two_institutions(session, visitors=2)
-        await refresh(create_sessionmaker(engine), now=AFTER)
+        await refresh(create_sessionmaker(engine), now=AFTER, k=K)
         odd = Period(date(2026, 3, 1), date(2026, 3, 30))
         assert await stored_affinity(session, institution_id=a.id, period=odd) is None
         report = await affinity_report(session, institution_id=a.id, period=odd, k=1)
@@ -277,7 +321,7 @@ class TestConcurrentRefresh:
                 scanned_at=datetime(2026, 3, 25, 9, tzinfo=UTC),
             )
             await session.commit()
-            refreshing = asyncio.create_task(refresh(sessionmaker, now=AFTER))
+            refreshing = asyncio.create_task(refresh(sessionmaker, now=AFTER, k=K))
             await asyncio.sleep(0.5)
             waited = not refreshing.done()
             await writer.commit()
@@ -327,11 +371,11 @@ class TestConcurrentRefresh:
 
         await asyncio.gather(
             *(scan(n) for n in range(12)),
-            refresh(sessionmaker, now=AFTER),
-            refresh(sessionmaker, now=AFTER),
+            refresh(sessionmaker, now=AFTER, k=K),
+            refresh(sessionmaker, now=AFTER, k=K),
             check(),
         )
-        await refresh(sessionmaker, now=AFTER)
+        await refresh(sessionmaker, now=AFTER, k=K)
         stored = await stored_network(session, period=MARCH)
         assert stored is not None
         assert stored.visitors_any == 3 + 12
