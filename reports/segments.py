@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, Subquery, and_, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -20,6 +20,7 @@ from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.models import (
     Checkin,
+    InstitutionVisitor,
     Member,
     Membership,
     MembershipStatus,
@@ -159,6 +160,75 @@ def _members_at_risk(as_of: date) -> Select[uuid.UUID]:
     )
 
 
+def _segmented_from_visitors(
+    institution_id: uuid.UUID, as_of: date
+) -> Select[str, str, date, uuid.UUID | None]:
+    """One row per visitor of the population from the visitor rows alone: visitor key,
+    segment, last visit date and the member link a visit in the window still carries.
+
+    Exact only when no counted visit here lies after `as_of` (`_visitor_rows_answer`): then a
+    row's latest visit is its last visit up to `as_of`, its fourth latest says whether four
+    visits fall in the year, and its first visit is the first ever here. The latest linked
+    visit lies in the window exactly when any linked visit does.
+    """
+    visitor = InstitutionVisitor
+    window_start = _window_start(as_of, POPULATION_DAYS)
+    linked = and_(visitor.member_id.is_not(None), visitor.linked_on >= window_start)
+    risk = _members_at_risk(as_of).subquery()
+    segment = case(
+        (risk.c.member_id.is_not(None), Segment.RENEWAL_AT_RISK.value),
+        (visitor.visit_1 < _window_start(as_of, LAPSED_DAYS), Segment.LAPSED.value),
+        (visitor.first_visit >= _window_start(as_of, NEW_DAYS), Segment.NEW.value),
+        (visitor.visit_4 >= _window_start(as_of, LOYAL_WINDOW_DAYS), Segment.LOYAL.value),
+        else_=Segment.REGULAR.value,
+    ).label("segment")
+    return (
+        select(
+            visitor.visitor_key,
+            segment,
+            visitor.visit_1.label("last_visit"),
+            case((linked, visitor.member_id), else_=null()).label("member_id"),
+        )
+        .select_from(visitor)
+        .outerjoin(risk, and_(linked, risk.c.member_id == visitor.member_id))
+        .where(
+            visitor.institution_id == institution_id,
+            visitor.visit_1.between(window_start, as_of),
+        )
+    )
+
+
+async def _visitor_rows_answer(
+    session: AsyncSession, institution_id: uuid.UUID, as_of: date
+) -> bool:
+    """Whether the visitor rows answer for `as_of`: no counted visit here after it (one probe
+    into the counted visits' index). Always so for the default, the institution's today."""
+    later = (
+        select(Checkin.id)
+        .where(
+            Checkin.counted.is_(True),
+            Checkin.institution_id == institution_id,
+            Checkin.local_date > as_of,
+        )
+        .exists()
+    )
+    return not await session.scalar(select(later))
+
+
+async def _segment_rows(session: AsyncSession, institution_id: uuid.UUID, as_of: date) -> Subquery:
+    """Visitor key, segment, last visit and window member link of each visitor of the
+    population: from the visitor rows when they answer, from the check-ins otherwise."""
+    if await _visitor_rows_answer(session, institution_id, as_of):
+        return _segmented_from_visitors(institution_id, as_of).subquery()
+    rows = _segmented(institution_id, as_of).subquery()
+    links = _links(institution_id, as_of).subquery()
+    return (
+        select(rows, links.c.member_id)
+        .outerjoin(links, links.c.visitor_key == rows.c.visitor_key)
+        .subquery()
+    )
+
+
 def _segmented(institution_id: uuid.UUID, as_of: date) -> Select[str | None, str, date]:
     """One row per visitor of the population: visitor key, segment and last visit date.
 
@@ -215,7 +285,7 @@ async def segments_report(
     institution = await get_institution(session, institution_id)
     as_of = as_of or local_date(utcnow(), institution.timezone)
     await analytic_memory(session)
-    rows = _segmented(institution_id, as_of).subquery()
+    rows = await _segment_rows(session, institution_id, as_of)
     counts = {
         str(segment): int(n)
         for segment, n in (
@@ -242,8 +312,7 @@ async def consenting_contacts(
     institution = await get_institution(session, institution_id)
     as_of = as_of or local_date(utcnow(), institution.timezone)
     await analytic_memory(session)
-    rows = _segmented(institution_id, as_of).subquery()
-    links = _links(institution_id, as_of).subquery()
+    rows = await _segment_rows(session, institution_id, as_of)
     stmt = (
         select(
             Member.id,
@@ -257,8 +326,7 @@ async def consenting_contacts(
             Member.share_contact_at,
         )
         .select_from(rows)
-        .join(links, links.c.visitor_key == rows.c.visitor_key)
-        .join(Member, Member.id == links.c.member_id)
+        .join(Member, Member.id == rows.c.member_id)
         .where(Member.share_contact.is_(True), Member.erased_at.is_(None))
         .order_by(Member.last_name, Member.first_name, Member.id)
     )

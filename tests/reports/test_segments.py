@@ -9,6 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reports.segments import Segment, consenting_contacts, segments_report
 from tests.reports.dataset import Dataset, brute_contacts, brute_segments, datasets, load
+from tests.reports.segment_sources import segment_source
+
+__all__ = ["segment_source"]
 
 EXAMPLES = settings(
     max_examples=10,
@@ -20,7 +23,9 @@ EXAMPLES = settings(
 class TestSegments:
     @EXAMPLES
     @given(dataset=datasets())
-    async def test_counts_and_contacts(self, session: AsyncSession, dataset: Dataset) -> None:
+    async def test_counts_and_contacts(
+        self, session: AsyncSession, segment_source: str, dataset: Dataset
+    ) -> None:
         loaded = await load(session, dataset)
         for index, institution in enumerate(loaded.institutions):
             report = await segments_report(
