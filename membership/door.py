@@ -87,7 +87,11 @@ _LIVE_MEMBERSHIP = (MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE)
 
 
 def _validity(facts: Facts) -> Reason | None:
-    """Paid terms, plus the product's grace days after the last one, in the local calendar."""
+    """Paid terms, plus the product's grace days after each one, in the local calendar.
+
+    After each, not only the last: a day in the gap before a late renewal fell within the grace
+    of the term before it, and a scan of that day uploaded later must get what the door gave then.
+    """
     if facts.membership_status not in _LIVE_MEMBERSHIP:
         if facts.membership_status is MembershipStatus.EXPIRED:
             return Reason.EXPIRED
