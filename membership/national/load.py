@@ -37,6 +37,7 @@ BULK_TABLES = (
     "cards",
     "checkins",
     "institution_day_counts",
+    "institution_visitors",
 )
 # A seed goes into an empty programme only; staff accounts made beforehand may stay.
 _MUST_BE_EMPTY = (*BULK_TABLES, "institutions", "products", "clearing_policies")

@@ -61,8 +61,8 @@ def _constant(value: bytes, n: int) -> _Field:
 def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
     """Each table's columns as COPY fields, computed chunk by chunk from the generator's arrays.
 
-    Without `checkins_built`, the check-ins and their counters are left out (the generator is
-    still drawing them).
+    Without `checkins_built`, the check-ins, their counters and the visitor rows are left out
+    (the generator is still drawing them).
     """
     n_inst = g.size.institutions
     policy_days = np.array([_day_number(date(2015, 1, 1)), _day_number(g.pool_from)])
@@ -294,6 +294,17 @@ def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
             _int4(g.k_checkins[s]),
         ]
 
+    def visitors(s: slice) -> list[_Field]:
+        latest = g.v_latest[s]
+        return [
+            _bytes(g.i_ids[g.v_institution[s]]),
+            _bytes(g.m_visitor_key[g.v_member[s]]),
+            _date(g.v_first[s]),
+            *(_nullable(_date(latest[:, k]), latest[:, k] < 0) for k in range(4)),
+            _bytes(g.m_ids[g.v_member[s]]),
+            _date(latest[:, 0]),
+        ]
+
     def table(
         name: str, columns: str, rows: int, fields: Callable[[slice], list[_Field]]
     ) -> _Table:
@@ -378,6 +389,15 @@ def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
                 "institution_id local_date hour product_id result reason counted checkins",
                 len(g.k_checkins),
                 day_counts,
+            )
+        )
+        tables.append(
+            table(
+                "institution_visitors",
+                "institution_id visitor_key first_visit visit_1 visit_2 visit_3 visit_4 "
+                "member_id linked_on",
+                len(g.v_member),
+                visitors,
             )
         )
     return tables

@@ -62,6 +62,7 @@ class Generator(Population):
         """The check-ins, after `build_holders`; the rows of the other tables do not wait for it."""
         self._checkins()
         self._day_counts()
+        self._visitor_rows()
 
     def summary(self) -> NationalSummary:
         visits = int((self.c_outcome == _ADMIT).sum())
@@ -227,6 +228,34 @@ class Generator(Population):
         unique, self.k_hour = np.divmod(unique, 24)
         self.k_institution, day = np.divmod(unique, days)
         self.k_day = day + self.first_n
+
+    def _visitor_rows(self) -> None:
+        """The visitor rows (`institution_visitors`) from the arrays, in primary-key order.
+
+        Per institution and visitor: the first counted visit and the latest four; every
+        generated visit carries its member, so the latest is also the latest linked one. What
+        the check-in service would merge visit by visit, taken here from one sort.
+        """
+        counted = np.flatnonzero(self.c_outcome == _ADMIT)
+        place, member, day = (
+            self.c_institution[counted],
+            self.c_member[counted],
+            self.c_day[counted],
+        )
+        order = np.lexsort((-day, self._visitor_rank[member], self._institution_rank[place]))
+        place, member, day = place[order], member[order], day[order]
+        starts = np.flatnonzero(
+            np.r_[True, (place[1:] != place[:-1]) | (member[1:] != member[:-1])]
+        )
+        ends = np.r_[starts[1:], len(day)]
+        self.v_institution = place[starts]
+        self.v_member = member[starts]
+        self.v_first = day[ends - 1]
+        # Column k: the (k+1)-th latest visit, or -1 (NULL) for a visitor with fewer.
+        self.v_latest = np.full((len(starts), 4), -1, np.int64)
+        for k in range(4):
+            has = starts + k < ends
+            self.v_latest[has, k] = day[(starts + k)[has]]
 
     def _layout(self, member: Array, place: Array, day: Array, minute: Array) -> Array:
         """The storage order: institution, day, visitor (as PostgreSQL orders those keys), time.

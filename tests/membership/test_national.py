@@ -33,6 +33,7 @@ from membership.models import StaffRole
 from membership.settings import Settings
 from tests import factories
 from tests.helpers import table_counts
+from tests.visitor_rows import brute_visitor_rows, visitor_rows
 
 FACTOR = 0.004
 # The year before this day crosses a year end and both daylight-saving changes.
@@ -353,6 +354,22 @@ class TestDatabaseRules:
         assert len(seeded) > 1000
         assert {row[2] for row in seeded} > {10, 19}
         assert seeded == rebuilt
+
+    async def test_visitor_rows_are_those_of_the_checkins(self, loaded: Loaded) -> None:
+        """The seed takes the visitor rows from its arrays; they are what the definition gives
+        from the check-ins, and what `rollups.rebuild` merges in SQL."""
+        engine = create_engine(loaded.url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                seeded = await visitor_rows(session)
+                assert seeded == await brute_visitor_rows(session)
+                await rollups.rebuild(session)
+                assert await visitor_rows(session) == seeded
+                await session.rollback()
+        finally:
+            await engine.dispose()
+        assert len(seeded) > 1000
+        assert any(row[4] is not None for row in seeded.values())
 
     async def test_schema_ends_as_the_migrations_made_it(self, loaded: Loaded) -> None:
         assert await _schema(loaded.url) == loaded.schema_before

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
-from membership import history, rollups
+from membership import demo, history, rollups
 from membership.clock import utcnow
 from membership.models import Checkin, InstitutionVisitor, MembershipStatus
 from tests.api.conftest import Door, door, holder
@@ -27,6 +27,8 @@ from tests.factories import (
     create_member,
     create_venue,
 )
+from tests.membership.test_demo import SMALL as DEMO_SCALE
+from tests.membership.test_demo import TODAY as DEMO_TODAY
 from tests.membership.test_history import CLI, NOW, create_world, good_file
 from tests.visitor_rows import brute_visitor_rows, visitor_rows
 
@@ -183,3 +185,8 @@ async def test_the_migration_fills_the_rows_from_the_checkins(
     await asyncio.to_thread(migrations.downgrade, database_url, "0007")
     await asyncio.to_thread(migrations.upgrade, database_url)
     assert await visitor_rows(session) == expected
+
+
+async def test_the_demo_seed_fills_the_rows(session: AsyncSession) -> None:
+    await demo.seed_demo(session, today=DEMO_TODAY, scale=DEMO_SCALE)
+    await assert_exact(session)
