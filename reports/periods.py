@@ -455,9 +455,16 @@ async def refresh(
 
     Each period is its own transaction, so readers get the new figures as soon as they exist.
     A period found unchanged gets the new marks, which keeps the readers' change probe short.
+    A period without institution reports for this `k` (computed before they existed, or for
+    another k) is computed again even when unchanged: else it would never get them.
     Two refreshes at once are harmless: the unique (kind, first_day) lets one of them store a
     period, the other rolls that period back.
     """
+    # Reports of all visited institutions are stored in one transaction: one stands for all.
+    reports_for_k = or_(
+        exists().where(StoredReport.period_id == ReportPeriod.id, StoredReport.k == k),
+        ~exists().where(PeriodVisitors.period_id == ReportPeriod.id),
+    )
     async with sessionmaker() as session:
         marks = await high_water(session)
         first_visit = await _first_visit_day(session)
@@ -469,7 +476,7 @@ async def refresh(
                     ReportPeriod.first_day,
                     ReportPeriod.checkin_mark,
                     ReportPeriod.audit_mark,
-                )
+                ).where(reports_for_k)
             )
         }
         await session.commit()

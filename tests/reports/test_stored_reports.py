@@ -12,7 +12,7 @@ import httpx
 import hypothesis
 import pytest
 from hypothesis import HealthCheck, given
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from membership import card_numbers, history
@@ -25,6 +25,7 @@ from membership.models import (
     Institution,
     Member,
     PeriodKind,
+    StoredReport,
     StoredReportKind,
     Venue,
 )
@@ -80,6 +81,11 @@ STANDARD = {
 }
 MARCH = STANDARD["march"]
 K = 1
+_WITH_MARCH = {
+    (PeriodKind.MONTH, MARCH.start),
+    (PeriodKind.QUARTER, MARCH.start.replace(month=1)),
+    (PeriodKind.YEAR, MARCH.start.replace(month=1)),
+}
 
 
 def _over(dataset: Dataset, period: Period) -> Dataset:
@@ -388,6 +394,33 @@ class TestStaleness:
         assert (visits.source, flows.source) == ("live", "live")
         assert (visits.k, flows.k) == (K + 4, K + 4)
         assert flows.after[0].suppressed
+
+    async def test_a_refresh_for_another_k_recomputes(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        world = await _march(session)
+        await _refreshed(session, engine)
+        await session.commit()
+        sessionmaker = create_sessionmaker(engine)
+        result = await refresh(sessionmaker, now=AFTER, k=K + 4)
+        # Unchanged, but without reports for this k; April to December had no visit.
+        assert {(p.kind, p.period.start) for p in result.computed} == _WITH_MARCH
+        visits, flows = await _reports(session, world, k=K + 4)
+        assert (visits.source, flows.source) == ("stored", "stored")
+        assert flows.after[0].suppressed
+        assert (await _reports(session, world))[0].source == "live"
+
+    async def test_rollups_stored_before_the_reports_existed_get_them(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        world = await _march(session)
+        await _refreshed(session, engine)
+        await session.execute(delete(StoredReport))
+        await session.commit()
+        assert (await _reports(session, world))[0].source == "live"
+        result = await refresh(create_sessionmaker(engine), now=AFTER, k=K)
+        assert {(p.kind, p.period.start) for p in result.computed} == _WITH_MARCH
+        assert [r.source for r in await _reports(session, world)] == ["stored", "stored"]
 
 
 class TestOverHttp:
