@@ -15,7 +15,8 @@ time of each report for a large, a middle and a small institution, and of the ne
 year (printing how long each took), so affinity, network and payout read stored figures; without
 it (on a database where that was never done) they are counted live. The seeded year is not a
 calendar year, so affinity and network are also timed over the last calendar quarter in the
-data: a standard period, which the rollups serve. `--database` picks another
+data, and every report kept per closed period over the last twelve complete months: standard
+periods, which the rollups and stored reports serve. `--database` picks another
 database name, so that two people can benchmark at once.
 """
 
@@ -111,6 +112,8 @@ class _Periods:
     payout_year: int
     # The last calendar quarter inside the data: a standard period, which rollups serve.
     quarter: Period
+    # The last twelve complete months: a standard period too ("twelve_months").
+    twelve_months: Period
 
 
 async def _periods() -> _Periods:
@@ -133,6 +136,9 @@ async def _periods() -> _Periods:
         as_of=last,
         payout_year=payout_year,
         quarter=Period(quarter_end.replace(day=1, month=quarter_end.month - 2), quarter_end),
+        twelve_months=Period(
+            date(month_end.year - (month_end.month < 12), month_end.month % 12 + 1, 1), month_end
+        ),
     )
 
 
@@ -205,6 +211,9 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
         reports: dict[str, Callable[[Any, uuid.UUID], Awaitable[object]]] = {
             "visits (year)": lambda s, i: visits_report(s, institution_id=i, period=period, k=K),
             "visits (month)": lambda s, i: visits_report(s, institution_id=i, period=month, k=K),
+            "visits (12 months)": lambda s, i: visits_report(
+                s, institution_id=i, period=periods.twelve_months, k=K
+            ),
             "affinity (year)": lambda s, i: affinity_report(
                 s, institution_id=i, period=period, k=K
             ),
@@ -212,6 +221,12 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
                 s, institution_id=i, period=periods.quarter, k=K
             ),
             "flows (year)": lambda s, i: flows_report(s, institution_id=i, period=period, k=K),
+            "flows (12 months)": lambda s, i: flows_report(
+                s, institution_id=i, period=periods.twelve_months, k=K
+            ),
+            "affinity (12 months)": lambda s, i: affinity_report(
+                s, institution_id=i, period=periods.twelve_months, k=K
+            ),
             "segments": lambda s, i: segments_report(s, institution_id=i, as_of=as_of),
             "contacts": lambda s, i: consenting_contacts(s, institution_id=i, as_of=as_of),
             "payout (year)": lambda s, i: payout_statement(
@@ -220,7 +235,7 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
         }
         print(f"\np50 of {repeat} runs, seconds")
         print(
-            f"{'report':<18}" + "".join(f"{f'{n} ({v} visits)':>26}" for n, (_, v) in picks.items())
+            f"{'report':<22}" + "".join(f"{f'{n} ({v} visits)':>26}" for n, (_, v) in picks.items())
         )
         for name, report in reports.items():
             if only and name not in only:
@@ -233,10 +248,11 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
                             lambda report=report, i=institution_id, s=session: report(s, i), repeat
                         )
                     )
-            print(f"{name:<18}" + "".join(f"{c:>26.3f}" for c in cells), flush=True)
+            print(f"{name:<22}" + "".join(f"{c:>26.3f}" for c in cells), flush=True)
         for name, network_period in (
             ("network (year)", period),
             ("network (quarter)", periods.quarter),
+            ("network (12 months)", periods.twelve_months),
         ):
             if only and name not in only:
                 continue
@@ -245,7 +261,7 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
                     lambda p=network_period, s=session: network_report(s, period=p, k=K),
                     max(1, repeat // 2),
                 )
-            print(f"{name:<18}{network:>26.3f}", flush=True)
+            print(f"{name:<22}{network:>26.3f}", flush=True)
     finally:
         await engine.dispose()
 
@@ -278,7 +294,9 @@ def main() -> None:
     print(
         f"periods: year {periods.year.start} to {periods.year.end}, month "
         f"{periods.month.start:%Y-%m}, quarter {periods.quarter.start:%Y-%m} to "
-        f"{periods.quarter.end:%Y-%m}, segments as of {periods.as_of}, payout {periods.payout_year}"
+        f"{periods.quarter.end:%Y-%m}, twelve months {periods.twelve_months.start:%Y-%m} to "
+        f"{periods.twelve_months.end:%Y-%m}, segments as of {periods.as_of}, "
+        f"payout {periods.payout_year}"
     )
     if args.rollups:
         asyncio.run(_prepare_rollups(periods.payout_year))
