@@ -11,10 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reports import segments
 
 
-@pytest.fixture(params=["visitor_rows", "checkins"])
+@pytest.fixture(params=["visitor_rows", "visitor_rows_hashed", "checkins"])
 def segment_source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """`visitor_rows`: as the reports choose (the visitor rows whenever they answer);
-    `checkins`: the live query over the check-ins, always."""
+    """`visitor_rows`: as the reports choose (the visitor rows whenever they answer, renewal
+    probed per visitor at these sizes); `visitor_rows_hashed`: the same with the programme's
+    members at risk found once, as for a large population; `checkins`: the live query over the
+    check-ins, always."""
+    if request.param == "visitor_rows_hashed":
+        monkeypatch.setattr(segments, "PROBE_MEMBERS_UP_TO", -1)
     if request.param == "checkins":
 
         async def never(session: AsyncSession, institution_id: uuid.UUID, as_of: date) -> bool:
