@@ -309,6 +309,7 @@ async def clear_member_links(session: AsyncSession, member_ids: Collection[uuid.
     ids = list(member_ids)
     if not ids:
         return
+    # A visit noted but not yet merged would bring the link back at commit.
     await apply_pending(session)
     await session.execute(update(Checkin).where(Checkin.member_id.in_(ids)).values(member_id=None))
     await session.execute(

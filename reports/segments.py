@@ -258,9 +258,14 @@ async def _segment_rows(session: AsyncSession, institution_id: uuid.UUID, as_of:
     """Visitor key, segment, last visit and window member link of each visitor of the
     population: from the visitor rows when they answer, from the check-ins otherwise."""
     if await _visitor_rows_answer(session, institution_id, as_of):
-        visitors = await session.scalar(
-            select(func.count()).where(_visitor_population(institution_id, as_of))
+        # Counted only as far as the limit: a large population need not be counted whole.
+        first = (
+            select(InstitutionVisitor.visitor_key)
+            .where(_visitor_population(institution_id, as_of))
+            .limit(PROBE_MEMBERS_UP_TO + 1)
+            .subquery()
         )
+        visitors = await session.scalar(select(func.count()).select_from(first))
         probe = (visitors or 0) <= PROBE_MEMBERS_UP_TO
         return _segmented_from_visitors(institution_id, as_of, probe_members=probe).subquery()
     rows = _segmented(institution_id, as_of).subquery()
