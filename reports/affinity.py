@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import and_, case, distinct, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.models import Checkin, Institution, StoredReportKind
@@ -235,41 +235,45 @@ async def flows_report(
         other.c.counted.is_(True),
         other.c.institution_id != institution_id,
     )
-    before = other.c.scanned_at < here.c.scanned_at
-    after = other.c.scanned_at > here.c.scanned_at
-    directions: dict[str, list[FlowRow]] = {}
-    for name, condition in (("before", before), ("after", after)):
-        stmt = (
-            select(
-                Institution.id,
-                Institution.code,
-                Institution.name,
-                func.count(distinct(here.c.visitor_key)),
-                func.count(),
-            )
-            .select_from(here)
-            .join(other, and_(same_day, condition))
-            .join(Institution, Institution.id == other.c.institution_id)
-            .group_by(Institution.id, Institution.code, Institution.name)
+    # Both directions in one join: each visit here looks up its visitor's same-day visits
+    # elsewhere once, not once per direction (at national scale the lookups are the cost).
+    direction = case(
+        (other.c.scanned_at < here.c.scanned_at, literal("before")), else_=literal("after")
+    ).label("direction")
+    stmt = (
+        select(
+            direction,
+            Institution.id,
+            Institution.code,
+            Institution.name,
+            func.count(distinct(here.c.visitor_key)),
+            func.count(),
         )
-        rows = []
-        for other_id, code, inst_name, visitors, visits in (await session.execute(stmt)).all():
-            withheld = suppress(int(visitors), k) is None
-            rows.append(
-                FlowRow(
-                    other_id,
-                    code,
-                    inst_name,
-                    None if withheld else int(visitors),
-                    None if withheld else int(visits),
-                    withheld,
-                )
+        .select_from(here)
+        .join(other, and_(same_day, other.c.scanned_at != here.c.scanned_at))
+        .join(Institution, Institution.id == other.c.institution_id)
+        .group_by(direction, Institution.id, Institution.code, Institution.name)
+    )
+    rows: dict[str, list[FlowRow]] = {"before": [], "after": []}
+    for name, other_id, code, inst_name, visitors, visits in (await session.execute(stmt)).all():
+        withheld = suppress(int(visitors), k) is None
+        rows[str(name)].append(
+            FlowRow(
+                other_id,
+                code,
+                inst_name,
+                None if withheld else int(visitors),
+                None if withheld else int(visits),
+                withheld,
             )
+        )
+    directions: dict[str, list[FlowRow]] = {}
+    for name, found in rows.items():
         shown = sorted(
-            (r for r in rows if not r.suppressed),
+            (r for r in found if not r.suppressed),
             key=lambda r: (-(r.visitors or 0), -(r.visits or 0), r.institution_code),
         )
-        hidden = sorted((r for r in rows if r.suppressed), key=lambda r: r.institution_code)
+        hidden = sorted((r for r in found if r.suppressed), key=lambda r: r.institution_code)
         directions[name] = shown + hidden
     return FlowsReport(
         institution_id=institution_id,
