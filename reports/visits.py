@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, and_, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, Uuid, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import FunctionFilter, Over
+from sqlalchemy.sql.functions import FunctionElement
 
 from membership import rollups
 from membership.demographics import AGE_BANDS
@@ -18,6 +21,7 @@ from membership.models import (
     Checkin,
     CheckinResult,
     InstitutionDayCount,
+    InstitutionVisitor,
     Product,
     StoredReportKind,
 )
@@ -26,11 +30,12 @@ from reports.common import (
     analytic_memory,
     as_date,
     counted_visits,
+    days_between,
     dialect_name,
-    first_of_month,
     get_institution,
+    grouping_sets,
     ratio,
-    week_start,
+    visitor_order,
     weekday,
 )
 from reports.privacy import suppress_breakdown
@@ -116,9 +121,10 @@ async def visits_report(
 
     Sums (visits, heatmap, reasons, visits per day and per product) come from the day counters
     (`institution_day_counts`), a few thousand rows a year. Distinct-visitor figures are not
-    additive: they read the counted check-ins from the covering index
-    `ix_checkins_counted_cover` (per week, per month, per visitor, per product, latest visit).
-    A scan this session made but has not committed is in the counters too (`apply_pending`).
+    additive: they come from one ordered pass over the period's counted check-ins in the
+    covering index `ix_checkins_counted_cover` (`_visitor_figures`), and the new visitors from
+    the visitor rows (`institution_visitors`). A scan this session made but has not committed is
+    in the counters and visitor rows too (`apply_pending`).
     A closed standard period is read from its stored report while that holds (reports/stored.py).
     """
     stored = await stored_report(
@@ -135,7 +141,6 @@ async def visits_report(
     await rollups.apply_pending(session)
     await analytic_memory(session)
     dialect = dialect_name(session)
-    visit = counted_visits(period, institution_id)
     counts = InstitutionDayCount
     in_period = and_(
         counts.institution_id == institution_id,
@@ -155,8 +160,6 @@ async def visits_report(
     # A visitor has at most one visit a day here, so a day's visitors are its visits.
     by_day = [TimeBucket(as_date(day), int(n), int(n)) for day, n in day_rows]
     visits = sum(bucket.visits for bucket in by_day)
-    by_week = await _buckets(session, "week", dialect, visit, visits_here)
-    by_month = await _buckets(session, "month", dialect, visit, visits_here)
 
     day_of_week = weekday(counts.local_date, dialect).label("weekday")
     heatmap_rows = (
@@ -182,12 +185,24 @@ async def visits_report(
     ).all()
     not_counted = [ReasonCount(str(r), str(reason), int(n)) for r, reason, n in not_counted_rows]
 
-    visits_per_visitor, visitors, new_visitors = await _frequency(
-        session, institution_id, period, visit
+    product_visits = {
+        uuid.UUID(str(p)): int(n)
+        for p, n in await session.execute(
+            select(counts.product_id, summed).where(visits_here).group_by(counts.product_id)
+        )
+    }
+    figures = await _visitor_figures(
+        session,
+        visit=counted_visits(period, institution_id),
+        products=sorted(product_visits),
+        dialect=dialect,
     )
+    visitors = sum(figures.frequency.values())
+    visits_per_visitor = [
+        FrequencyBucket(n, n == FREQUENCY_CAP, count)
+        for n, count in sorted(figures.frequency.items())
+    ]
     repeat_visitors = sum(b.visitors for b in visits_per_visitor if b.visits >= 2)
-    product_mix = await _product_mix(session, visit, visits_here)
-    age_counts, region_counts = await _demographics(session, visit)
     band_order = {label: f"{i:02d}" for i, (_, label) in enumerate(AGE_BANDS)}
 
     return VisitsReport(
@@ -198,166 +213,191 @@ async def visits_report(
         k=k,
         visits=visits,
         visitors=visitors,
-        new_visitors=new_visitors,
+        new_visitors=await _new_visitors(session, institution_id, period),
         repeat_visitors=repeat_visitors,
         repeat_visit_rate=ratio(repeat_visitors, visitors),
         by_day=by_day,
-        by_week=by_week,
-        by_month=by_month,
+        by_week=_buckets(by_day, figures.first_in_week, _monday),
+        by_month=_buckets(by_day, figures.first_in_month, _first_of_month),
         heatmap=heatmap,
         not_counted=not_counted,
         visits_per_visitor=visits_per_visitor,
-        product_mix=product_mix,
-        age_bands=_breakdown(age_counts, visitors, k, band_order),
-        regions=_breakdown(region_counts, visitors, k, {}),
+        product_mix=await _product_mix(session, product_visits, figures.product_visitors),
+        age_bands=_breakdown(figures.age_bands, visitors, k, band_order),
+        regions=_breakdown(figures.regions, visitors, k, {}),
     )
 
 
-async def _buckets(
+@dataclass(frozen=True, slots=True)
+class _VisitorFigures:
+    """The distinct-visitor figures of one pass (`_visitor_figures`)."""
+
+    # Visits per local day that are their visitor's first in that ISO week / calendar month
+    # within the period: their count in a week or month is its distinct visitors.
+    first_in_week: Counter[date]
+    first_in_month: Counter[date]
+    # Visitors per number of visits in the period (capped at FREQUENCY_CAP).
+    frequency: dict[int, int]
+    product_visitors: dict[uuid.UUID, int]
+    # Visitors per known age band and region of their latest visit in the period.
+    age_bands: dict[str, int]
+    regions: dict[str, int]
+
+
+# A gap of more than 30 days since the visitor's previous visit in the period starts a new week
+# and a new month whatever the day, so the gap is grouped capped here: a few thousand groups.
+_GAP_CAP = 31
+
+
+async def _visitor_figures(
     session: AsyncSession,
-    label: str,
-    dialect: str,
+    *,
     visit: ColumnElement[bool],
-    visits_here: ColumnElement[bool],
-) -> list[TimeBucket]:
-    """Visits per week or month from the counters, distinct visitors from the check-ins."""
+    products: list[uuid.UUID],
+    dialect: str,
+) -> _VisitorFigures:
+    """Every distinct-visitor figure from one ordered pass over the period's visits.
 
-    def bucket(column: Any) -> ColumnElement[Any]:
-        return (week_start if label == "week" else first_of_month)(column, dialect)
-
-    counted_bucket = bucket(InstitutionDayCount.local_date).label("bucket")
-    visit_rows = await session.execute(
-        select(counted_bucket, func.sum(InstitutionDayCount.checkins))
-        .where(visits_here)
-        .group_by(counted_bucket)
-    )
-    visitors = await _distinct_visitors(session, bucket(Checkin.local_date), visit)
-    return sorted(
-        (TimeBucket(as_date(b), int(n), visitors.get(as_date(b), 0)) for b, n in visit_rows.all()),
-        key=lambda t: t.start,
-    )
-
-
-async def _distinct_visitors(
-    session: AsyncSession, group: ColumnElement[Any], visit: ColumnElement[bool]
-) -> dict[Any, int]:
-    """Distinct visitors per group, as a count over distinct (group, visitor) pairs.
-
-    Written so because PostgreSQL can hash a DISTINCT, while `count(DISTINCT …)` always sorts.
+    Each visit is numbered within its visitor's visits in the period, in date order (one sort
+    by visitor and day; grouping by hash once per figure cost a pass over the index and a hash
+    of every visit for each of five figures, seconds each for a large institution). From its
+    previous and next visit: a visit is its visitor's first in its week (month) when the
+    previous one lies before that week (month), which only the gap in days and the day itself
+    decide; the visitor's latest visit in the period is the one with no next, and there its
+    running number is the visitor's visit count and the running count per product says which
+    products the visitor used. Visits without a visitor key are visits but no visitor.
     """
-    pairs = select(group.label("grp"), Checkin.visitor_key).where(visit).distinct().subquery()
-    rows = await session.execute(
-        select(pairs.c.grp, func.count())
-        .where(pairs.c.visitor_key.is_not(None))
-        .group_by(pairs.c.grp)
-    )
-    return {(as_date(g) if isinstance(g, (date, str)) else g): int(n) for g, n in rows.all()}
+    product = func.coalesce(Checkin.product_id, literal(NO_PRODUCT, Uuid()))
+    visitor = visitor_order(Checkin.visitor_key, dialect)
 
+    def by_day(function: FunctionElement[Any] | FunctionFilter[Any]) -> Over[Any]:
+        return function.over(partition_by=visitor, order_by=Checkin.local_date)
 
-async def _frequency(
-    session: AsyncSession, institution_id: uuid.UUID, period: Period, visit: ColumnElement[bool]
-) -> tuple[list[FrequencyBucket], int, int]:
-    """Visits per visitor and visitors in one pass; then the new visitors.
-
-    A visitor is new when no visit here lies before the period. Written as an anti-join in
-    WHERE, so that PostgreSQL chooses between probing the unique index of visits per visitor
-    and hashing the earlier visits (which wins when that index is not in memory).
-    """
-    per_visitor = (
-        select(Checkin.visitor_key.label("visitor_key"), func.count().label("n"))
+    ordered = (
+        select(
+            Checkin.local_date,
+            Checkin.age_band,
+            Checkin.region,
+            days_between(by_day(func.lag(Checkin.local_date)), Checkin.local_date, dialect).label(
+                "gap"
+            ),
+            by_day(func.lead(Checkin.local_date)).label("next_visit"),
+            by_day(func.row_number()).label("visits"),
+            *(
+                by_day(func.count().filter(product == p)).label(f"product_{i}")
+                for i, p in enumerate(products)
+            ),
+        )
         .where(visit, Checkin.visitor_key.is_not(None))
-        .group_by(Checkin.visitor_key)
         .subquery()
     )
-    capped = case((per_visitor.c.n >= FREQUENCY_CAP, FREQUENCY_CAP), else_=per_visitor.c.n).label(
-        "capped"
+    latest = ordered.c.next_visit.is_(None)
+    gap = case((ordered.c.gap > _GAP_CAP, _GAP_CAP), else_=ordered.c.gap)
+    capped = case((ordered.c.visits >= FREQUENCY_CAP, FREQUENCY_CAP), else_=ordered.c.visits)
+    days, frequency, demographics, per_product = range(4)
+    statement = grouping_sets(
+        ordered,
+        sets=[
+            (ordered.c.local_date, gap),
+            (capped,),
+            (ordered.c.age_band, ordered.c.region),
+            (),
+        ],
+        measures=[
+            func.count().label("visits"),
+            func.count().filter(latest).label("visitors"),
+            *(
+                func.count().filter(and_(latest, ordered.c[f"product_{i}"] > 0))
+                for i in range(len(products))
+            ),
+        ],
+        dialect=dialect,
     )
-    rows = (
-        await session.execute(select(capped, func.count()).group_by(capped).order_by(capped))
-    ).all()
-    buckets = [FrequencyBucket(int(n), int(n) == FREQUENCY_CAP, int(c)) for n, c in rows]
-    earlier = aliased(Checkin)
-    seen_before = (
-        select(earlier.id)
-        .where(
-            earlier.visitor_key == Checkin.visitor_key,
-            earlier.institution_id == institution_id,
-            earlier.counted.is_(True),
-            earlier.local_date < period.start,
+    first_in_week: Counter[date] = Counter()
+    first_in_month: Counter[date] = Counter()
+    per_visits: dict[int, int] = {}
+    bands: dict[str, int] = {}
+    regions: dict[str, int] = {}
+    product_visitors: dict[uuid.UUID, int] = {}
+    for row in await session.execute(statement):
+        kind, day, days_since, n, band, region, visits, visitors, *used = row
+        if kind == days:
+            local = as_date(day)
+            # No previous visit in the period, or one before this week's Monday / month's 1st.
+            if days_since is None or days_since > local.weekday():
+                first_in_week[local] += visits
+            if days_since is None or days_since > local.day - 1:
+                first_in_month[local] += visits
+        elif kind == frequency:
+            if visitors:
+                per_visits[int(n)] = int(visitors)
+        elif kind == demographics and visitors:
+            if band:
+                bands[band] = bands.get(band, 0) + int(visitors)
+            if region:
+                regions[region] = regions.get(region, 0) + int(visitors)
+        elif kind == per_product:
+            product_visitors = {p: int(n) for p, n in zip(products, used, strict=True)}
+    return _VisitorFigures(
+        first_in_week, first_in_month, per_visits, product_visitors, bands, regions
+    )
+
+
+async def _new_visitors(session: AsyncSession, institution_id: uuid.UUID, period: Period) -> int:
+    """Visitors whose first visit ever here falls in the period, from their visitor rows.
+
+    The row holds every counted visit with a visitor key (kept at commit, pending notes
+    applied first), so this equals "a visit in the period and none here before it" without
+    reading earlier visits. A first visit in the period means a latest one on or after its
+    start, which bounds the index range.
+    """
+    rows = InstitutionVisitor
+    count = await session.scalar(
+        select(func.count()).where(
+            rows.institution_id == institution_id,
+            rows.visit_1 >= period.start,
+            rows.first_visit.between(period.start, period.end),
         )
-        .exists()
     )
-    new_visitors = await session.scalar(
-        select(func.count(distinct(Checkin.visitor_key))).where(visit, ~seen_before)
-    )
-    return buckets, sum(b.visitors for b in buckets), int(new_visitors or 0)
+    return int(count or 0)
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _first_of_month(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _buckets(
+    by_day: list[TimeBucket], first_visits: Counter[date], label: Callable[[date], date]
+) -> list[TimeBucket]:
+    """Visits and distinct visitors per week or month from the days inside the period.
+
+    A week's (month's) distinct visitors are its visits that were their visitor's first in it.
+    """
+    visits: Counter[date] = Counter()
+    visitors: Counter[date] = Counter()
+    for bucket in by_day:
+        visits[label(bucket.start)] += bucket.visits
+    for day, n in first_visits.items():
+        visitors[label(day)] += n
+    return [TimeBucket(start, visits[start], visitors[start]) for start in sorted(visits)]
 
 
 async def _product_mix(
-    session: AsyncSession, visit: ColumnElement[bool], visits_here: ColumnElement[bool]
+    session: AsyncSession, visits: dict[uuid.UUID, int], visitors: dict[uuid.UUID, int]
 ) -> list[ProductMix]:
-    counts = InstitutionDayCount
-    visit_rows = (
-        await session.execute(
-            select(counts.product_id, func.sum(counts.checkins))
-            .where(visits_here)
-            .group_by(counts.product_id)
-        )
-    ).all()
-    per_product = await _distinct_visitors(
-        session, func.coalesce(Checkin.product_id, literal(NO_PRODUCT, Uuid())), visit
-    )
-    visitors = {uuid.UUID(str(p)): n for p, n in per_product.items()}
-    ids = [p for p, _ in visit_rows if p != NO_PRODUCT]
+    ids = [p for p in visits if p != NO_PRODUCT]
     codes = dict(
         (await session.execute(select(Product.id, Product.code).where(Product.id.in_(ids)))).all()
     )
     mix = (
-        ProductMix(
-            None if p == NO_PRODUCT else p,
-            codes.get(p),
-            int(v),
-            visitors.get(p, 0),
-        )
-        for p, v in visit_rows
+        ProductMix(None if p == NO_PRODUCT else p, codes.get(p), n, visitors.get(p, 0))
+        for p, n in visits.items()
     )
     return sorted(mix, key=lambda p: (-p.visits, p.product_code or "~"))
-
-
-async def _demographics(
-    session: AsyncSession, visit: ColumnElement[bool]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Visitors per age band and per region, each visitor as on their latest visit here.
-
-    The band and region are the ones the check-in stored at scan time, so an erased member
-    link changes nothing. Visitors without a known value are left to `_breakdown`.
-    """
-    latest = (
-        select(
-            Checkin.age_band,
-            Checkin.region,
-            func.row_number()
-            .over(partition_by=Checkin.visitor_key, order_by=Checkin.local_date.desc())
-            .label("rank"),
-        )
-        .where(visit, Checkin.visitor_key.is_not(None))
-        .subquery()
-    )
-    rows = (
-        await session.execute(
-            select(latest.c.age_band, latest.c.region, func.count())
-            .where(latest.c.rank == 1)
-            .group_by(latest.c.age_band, latest.c.region)
-        )
-    ).all()
-    bands: dict[str, int] = {}
-    regions: dict[str, int] = {}
-    for band, region, count in rows:
-        if band:
-            bands[band] = bands.get(band, 0) + int(count)
-        if region:
-            regions[region] = regions.get(region, 0) + int(count)
-    return bands, regions
 
 
 def _breakdown(
