@@ -8,7 +8,7 @@ position does not hint at their size.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -223,25 +223,34 @@ async def flows_report(
     if stored is not None:
         return stored
     await get_institution(session, institution_id)
+    reports = await flows_reports(session, institution_ids=[institution_id], period=period, k=k)
+    return reports[institution_id]
+
+
+async def flows_reports(
+    session: AsyncSession, *, institution_ids: Sequence[uuid.UUID], period: Period, k: int
+) -> dict[uuid.UUID, FlowsReport]:
+    """The flows reports of these institutions, counted live by one statement.
+
+    For one institution the statement looks up each of its visits' same-day visits elsewhere;
+    for many (the refresh stores every visited institution's) it joins the period's visits
+    with themselves once: at national scale a month of 500 institutions takes seconds that
+    way, against minutes for 500 statements that each look up their visits one by one.
+    """
+    one = institution_ids[0] if len(institution_ids) == 1 else None
     here = (
-        select(Checkin.visitor_key, Checkin.local_date, Checkin.scanned_at)
-        .where(counted_visits(period, institution_id))
+        select(Checkin.institution_id, Checkin.visitor_key, Checkin.local_date, Checkin.scanned_at)
+        .where(counted_visits(period, one))
         .subquery()
     )
     other = Checkin.__table__.alias("other")
-    same_day = and_(
-        other.c.visitor_key == here.c.visitor_key,
-        other.c.local_date == here.c.local_date,
-        other.c.counted.is_(True),
-        other.c.institution_id != institution_id,
-    )
-    # Both directions in one join: each visit here looks up its visitor's same-day visits
-    # elsewhere once, not once per direction (at national scale the lookups are the cost).
+    # Both directions in one join, so each visit here meets its same-day visits elsewhere once.
     direction = case(
         (other.c.scanned_at < here.c.scanned_at, literal("before")), else_=literal("after")
     ).label("direction")
     stmt = (
         select(
+            here.c.institution_id,
             direction,
             Institution.id,
             Institution.code,
@@ -250,14 +259,31 @@ async def flows_report(
             func.count(),
         )
         .select_from(here)
-        .join(other, and_(same_day, other.c.scanned_at != here.c.scanned_at))
+        .join(
+            other,
+            and_(
+                other.c.visitor_key == here.c.visitor_key,
+                other.c.local_date == here.c.local_date,
+                other.c.counted.is_(True),
+                other.c.institution_id != here.c.institution_id,
+                other.c.scanned_at != here.c.scanned_at,
+                # Implied by the same day; lets the planner read only the period's visits.
+                other.c.local_date.between(period.start, period.end),
+            ),
+        )
         .join(Institution, Institution.id == other.c.institution_id)
-        .group_by(direction, Institution.id, Institution.code, Institution.name)
+        .group_by(
+            here.c.institution_id, direction, Institution.id, Institution.code, Institution.name
+        )
     )
-    rows: dict[str, list[FlowRow]] = {"before": [], "after": []}
-    for name, other_id, code, inst_name, visitors, visits in (await session.execute(stmt)).all():
+    found: dict[uuid.UUID, dict[str, list[FlowRow]]] = {
+        institution_id: {"before": [], "after": []} for institution_id in institution_ids
+    }
+    for here_id, name, other_id, code, inst_name, visitors, visits in await session.execute(stmt):
+        if here_id not in found:
+            continue
         withheld = suppress(int(visitors), k) is None
-        rows[str(name)].append(
+        found[here_id][str(name)].append(
             FlowRow(
                 other_id,
                 code,
@@ -267,19 +293,23 @@ async def flows_report(
                 withheld,
             )
         )
-    directions: dict[str, list[FlowRow]] = {}
-    for name, found in rows.items():
-        shown = sorted(
-            (r for r in found if not r.suppressed),
-            key=lambda r: (-(r.visitors or 0), -(r.visits or 0), r.institution_code),
+    return {
+        institution_id: FlowsReport(
+            institution_id=institution_id,
+            start=period.start,
+            end=period.end,
+            k=k,
+            before=_ranked_flows(rows["before"]),
+            after=_ranked_flows(rows["after"]),
         )
-        hidden = sorted((r for r in found if r.suppressed), key=lambda r: r.institution_code)
-        directions[name] = shown + hidden
-    return FlowsReport(
-        institution_id=institution_id,
-        start=period.start,
-        end=period.end,
-        k=k,
-        before=directions["before"],
-        after=directions["after"],
+        for institution_id, rows in found.items()
+    }
+
+
+def _ranked_flows(rows: list[FlowRow]) -> list[FlowRow]:
+    """Largest flows first; withheld ones last, in code order, so their place hints nothing."""
+    shown = sorted(
+        (r for r in rows if not r.suppressed),
+        key=lambda r: (-(r.visitors or 0), -(r.visits or 0), r.institution_code),
     )
+    return shown + sorted((r for r in rows if r.suppressed), key=lambda r: r.institution_code)

@@ -412,7 +412,7 @@ async def _store_institution_reports(
     session: AsyncSession, *, period_id: uuid.UUID, period: Period, k: int
 ) -> None:
     """Each visited institution's visits and flows reports, exactly as the live functions
-    return them now.
+    return them now (flows for all of them from one statement: `flows_reports`).
 
     They count every row they see, not only the rows up to the marks, and are still exact when
     served: every row up to the marks is visible to them, and a row above the marks that they
@@ -421,16 +421,21 @@ async def _store_institution_reports(
     """
     # Imported here because both reports import this module (they read their stored figures
     # through `reports.stored`, which builds on the marks defined here).
-    from reports.affinity import flows_report
+    from reports.affinity import flows_reports
     from reports.stored import payload
     from reports.visits import visits_report
 
-    visited = await session.scalars(
-        select(PeriodVisitors.institution_id).where(PeriodVisitors.period_id == period_id)
+    visited = list(
+        await session.scalars(
+            select(PeriodVisitors.institution_id).where(PeriodVisitors.period_id == period_id)
+        )
     )
-    for institution_id in visited.all():
+    if not visited:
+        return
+    every_flows = await flows_reports(session, institution_ids=visited, period=period, k=k)
+    for institution_id in visited:
         visits = await visits_report(session, institution_id=institution_id, period=period, k=k)
-        flows = await flows_report(session, institution_id=institution_id, period=period, k=k)
+        flows = every_flows[institution_id]
         session.add_all(
             StoredReport(
                 period_id=period_id,
