@@ -223,6 +223,9 @@ async def flows_report(
     if stored is not None:
         return stored
     await get_institution(session, institution_id)
+    # JIT off and room to hash a large institution's visits: with the server defaults the
+    # join's compilation alone took about 4 s of a national year (EXPLAIN ANALYZE).
+    await analytic_memory(session)
     reports = await flows_reports(session, institution_ids=[institution_id], period=period, k=k)
     return reports[institution_id]
 
