@@ -267,7 +267,10 @@ async def flows_reports(
             and_(
                 other.c.visitor_key == here.c.visitor_key,
                 other.c.local_date == here.c.local_date,
-                other.c.counted.is_(True),
+                # The bare column, the predicate of the partial unique index on (visitor,
+                # institution, day): a small institution's visits each probe that index for
+                # the visitor's counted visits and read only the same-day ones from the heap.
+                other.c.counted,
                 other.c.institution_id != here.c.institution_id,
                 other.c.scanned_at != here.c.scanned_at,
                 # Implied by the same day; lets the planner read only the period's visits.

@@ -22,17 +22,15 @@ _COLUMNS = (
 )
 # One sort of the counted visits by visitor, newest first, then one pass over each visitor's.
 # A visitor key belongs to one member, so any linked visit names the member of the latest.
-# (Six array_agg(... ORDER BY) per visitor took over 400 s on the national seed's 11.8 million
-# check-ins, this about 130 s.) PostgreSQL has no max(uuid); SQLite has no arrays.
-_FILL = """
-INSERT INTO institution_visitors ({columns})
-SELECT institution_id, visitor_key, min(local_date),
-       max(CASE WHEN newest = 1 THEN local_date END),
-       max(CASE WHEN newest = 2 THEN local_date END),
-       max(CASE WHEN newest = 3 THEN local_date END),
-       max(CASE WHEN newest = 4 THEN local_date END),
-       {member},
-       max(CASE WHEN member_id IS NOT NULL THEN local_date END)
+# PostgreSQL has no max(uuid); SQLite has no arrays.
+_ROWS = """
+SELECT institution_id, visitor_key, min(local_date) AS first_visit,
+       max(CASE WHEN newest = 1 THEN local_date END) AS visit_1,
+       max(CASE WHEN newest = 2 THEN local_date END) AS visit_2,
+       max(CASE WHEN newest = 3 THEN local_date END) AS visit_3,
+       max(CASE WHEN newest = 4 THEN local_date END) AS visit_4,
+       {member} AS member_id,
+       max(CASE WHEN member_id IS NOT NULL THEN local_date END) AS linked_on
 FROM (
     SELECT institution_id, visitor_key, local_date, member_id,
            row_number() OVER (PARTITION BY institution_id, visitor_key
@@ -72,10 +70,16 @@ def upgrade() -> None:
     )
     # Filled from the check-ins before its secondary indexes exist, which then build once.
     dialect = op.get_bind().dialect.name
+    rows = _ROWS.format(member=_MEMBER[dialect])
     if dialect == "postgresql":
         op.execute("SET LOCAL work_mem = '512MB'")
         op.execute("SET LOCAL maintenance_work_mem = '1GB'")
-    op.execute(_FILL.format(columns=_COLUMNS, member=_MEMBER[dialect]))
+        # PostgreSQL plans an INSERT ... SELECT without parallel workers, CREATE TABLE AS with
+        # them: the sort of 11.8 million check-ins (national seed) goes to a temporary table
+        # first, which is also not written to the WAL.
+        op.execute(f"CREATE TEMPORARY TABLE visitor_rows ON COMMIT DROP AS {rows}")
+        rows = "SELECT * FROM visitor_rows"
+    op.execute(f"INSERT INTO institution_visitors ({_COLUMNS}) {rows}")
     with op.batch_alter_table("institution_visitors", schema=None) as batch_op:
         batch_op.create_index(
             "ix_institution_visitors_institution_id_visit_1",
