@@ -452,7 +452,7 @@ async def _visit_cells(session: AsyncSession, *, where: ColumnElement[bool]) -> 
             ),
         )
         .outerjoin(Product, Product.id == Checkin.product_id)
-        .where(Checkin.counted.is_(True), where)
+        .where(Checkin.counted, where)
         .group_by(month, Institution.id, Institution.code, Checkin.product_id, Product.code)
     )
     return [
