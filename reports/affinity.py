@@ -16,8 +16,20 @@ from sqlalchemy import and_, case, distinct, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.models import Checkin, Institution, StoredReportKind
-from reports.common import Period, analytic_memory, counted_visits, get_institution, ratio
-from reports.periods import AffinityCounts, programme_visitors, stored_affinity
+from reports.common import (
+    Period,
+    analytic_memory,
+    counted_visits,
+    dialect_name,
+    get_institution,
+    ratio,
+)
+from reports.periods import (
+    AffinityCounts,
+    affinity_counts,
+    programme_visitors,
+    stored_affinity,
+)
 from reports.privacy import suppress
 from reports.stored import SOURCE_LIVE, SOURCE_STORED, stored_report
 
@@ -158,10 +170,12 @@ async def _live_counts(
 ) -> AffinityCounts:
     """The counts affinity is computed from, read from `checkins` now."""
     await analytic_memory(session)
+    if dialect_name(session) == "postgresql":
+        return await affinity_counts(session, institution_id=institution_id, period=period)
     visit = counted_visits(period)
     ours = (
         select(Checkin.visitor_key)
-        .where(counted_visits(period, institution_id))
+        .where(counted_visits(period, institution_id), Checkin.visitor_key.is_not(None))
         .distinct()
         .subquery()
     )
@@ -169,7 +183,7 @@ async def _live_counts(
     visitors_any = int((await session.execute(programme_visitors(period))).scalar_one())
     per_institution = (
         select(Checkin.institution_id, func.count(distinct(Checkin.visitor_key)).label("n"))
-        .where(visit, Checkin.institution_id != institution_id)
+        .where(visit, Checkin.visitor_key.is_not(None), Checkin.institution_id != institution_id)
         .group_by(Checkin.institution_id)
         .subquery()
     )

@@ -17,14 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membership.models import Checkin, Institution
 from reports.affinity import affinity_figures
 from reports.common import Period, analytic_memory
-from reports.periods import (
-    NetworkCounts,
-    institution_visitors,
-    programme_visitors,
-    shared_visitors,
-    stored_network,
-    visitor_institutions,
-)
+from reports.periods import NetworkCounts, programme_counts, stored_network
 from reports.privacy import suppress
 from reports.stored import SOURCE_LIVE, SOURCE_STORED
 
@@ -147,21 +140,18 @@ async def network_report(
 async def _live_counts(session: AsyncSession, *, period: Period) -> NetworkCounts:
     """The counts the matrix is computed from, read from `checkins` now."""
     await analytic_memory(session)
-    pairs = visitor_institutions(period)
-    visitors_any = int((await session.execute(programme_visitors(period))).scalar_one())
-    per_institution = institution_visitors(pairs).subquery()
-    institution_rows = (
-        await session.execute(
-            select(Institution.id, Institution.code, Institution.name, per_institution.c.visitors)
-            .join(per_institution, per_institution.c.institution_id == Institution.id)
-            .order_by(Institution.code)
-        )
-    ).all()
-    shared_rows = (await session.execute(shared_visitors(pairs))).all()
+    counts = await programme_counts(session, period=period)
+    institution_rows = await session.execute(
+        select(Institution.id, Institution.code, Institution.name)
+        .where(Institution.id.in_(list(counts.visitors)))
+        .order_by(Institution.code)
+    )
     return NetworkCounts(
-        visitors_any=visitors_any,
-        institutions=[(i, str(code), str(name), int(n)) for i, code, name, n in institution_rows],
-        shared={frozenset((a, b)): int(n) for a, b, n in shared_rows},
+        visitors_any=counts.visitors_any,
+        institutions=[
+            (i, str(code), str(name), counts.visitors[i]) for i, code, name in institution_rows
+        ],
+        shared={frozenset(pair): n for pair, n in counts.shared.items()},
     )
 
 

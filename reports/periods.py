@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import (
@@ -41,8 +42,10 @@ from sqlalchemy import (
     Subquery,
     Uuid,
     and_,
+    any_,
     cast,
     delete,
+    distinct,
     exists,
     func,
     insert,
@@ -53,6 +56,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -188,15 +192,20 @@ def changed_between(after: Marks, upto: Marks | None) -> ColumnElement[bool]:
 # ------------------------------------------------------------ the SQL shared with the live reports
 
 
-def visitor_institutions(period: Period, marks: Marks | None = None) -> Subquery:
-    """Each (visitor, institution) with a visit in the period: every cross-institution count
-    is built on these rows, live (`marks` None) or for a rollup (the rows up to the marks)."""
-    where = [counted_visits(period)]
+def _visits(period: Period, marks: Marks | None) -> list[ColumnElement[bool]]:
+    """Visits with a visitor in the period: now (`marks` None) or as they stood at the marks."""
+    where = [counted_visits(period), Checkin.visitor_key.is_not(None)]
     if marks is not None:
         where.append(as_at(marks))
+    return where
+
+
+def visitor_institutions(period: Period, marks: Marks | None = None) -> Subquery:
+    """Each (visitor, institution) with a visit in the period: the cross-institution counts on
+    SQLite are built on these rows (`programme_counts`)."""
     return (
         select(Checkin.visitor_key, Checkin.institution_id)
-        .where(*where)
+        .where(*_visits(period, marks))
         .group_by(Checkin.visitor_key, Checkin.institution_id)
         .subquery()
     )
@@ -204,32 +213,23 @@ def visitor_institutions(period: Period, marks: Marks | None = None) -> Subquery
 
 def programme_visitors(period: Period, marks: Marks | None = None) -> Select[Any]:
     """Distinct visitors of the whole programme: not additive over institutions."""
-    where = [counted_visits(period)]
-    if marks is not None:
-        where.append(as_at(marks))
     # DISTINCT in a subquery can hash; count(DISTINCT …) always sorts.
-    keys = (
-        select(Checkin.visitor_key)
-        .where(*where, Checkin.visitor_key.is_not(None))
-        .distinct()
-        .subquery()
-    )
+    keys = select(Checkin.visitor_key).where(*_visits(period, marks)).distinct().subquery()
     return select(func.count()).select_from(keys)
 
 
-def institution_visitors(pairs: Subquery, *prefix: ColumnElement[Any]) -> Select[Any]:
-    """Distinct visitors per institution; `prefix` columns lead (a rollup's period id)."""
-    return select(*prefix, pairs.c.institution_id, func.count().label("visitors")).group_by(
+def institution_visitors(pairs: Subquery) -> Select[Any]:
+    """Distinct visitors per institution."""
+    return select(pairs.c.institution_id, func.count().label("visitors")).group_by(
         pairs.c.institution_id
     )
 
 
-def shared_visitors(pairs: Subquery, *prefix: ColumnElement[Any]) -> Select[Any]:
+def shared_visitors(pairs: Subquery) -> Select[Any]:
     """Visitors of both a and b, per unordered pair with a < b; pairs sharing none are absent."""
     a, b = pairs.alias("a"), pairs.alias("b")
     return (
         select(
-            *prefix,
             a.c.institution_id.label("a_id"),
             b.c.institution_id.label("b_id"),
             func.count().label("both"),
@@ -240,6 +240,151 @@ def shared_visitors(pairs: Subquery, *prefix: ColumnElement[Any]) -> Select[Any]
         )
         .group_by(a.c.institution_id, b.c.institution_id)
     )
+
+
+# Visitor keys are 32 hex digits; ranges of them split the per-visitor pass (below).
+KEY_RANGES = 6
+
+
+def _key_ranges() -> list[ColumnElement[bool]]:
+    """Conditions that split the visitor keys into KEY_RANGES parts of about equal size.
+
+    Any key falls in exactly one part, whatever its form, so counts stay exact; hex keys
+    balance them.
+    """
+    bounds = [f"{part * 256 // KEY_RANGES:02x}" for part in range(1, KEY_RANGES)]
+    key = Checkin.visitor_key
+    return [
+        key < bounds[0],
+        *(and_(key >= low, key < high) for low, high in pairwise(bounds)),
+        key >= bounds[-1],
+    ]
+
+
+def visitor_sets(period: Period, marks: Marks | None = None) -> list[Subquery]:
+    """PostgreSQL: one row per visitor of the period, with the institutions visited as an
+    array in uuid order (`institutions`), in parts by visitor-key range.
+
+    The aggregate is ordered, which PostgreSQL never hashes: it groups the visits as the
+    one-visit-per-day index (visitor key first) hands them out, with no sort of the text keys
+    and no hash table of the period's eight million (visitor, institution) rows, which is what
+    the join of `visitor_institutions` with itself cost. Each key range is a range scan of that
+    index, so the parts of one statement run side by side (a parallel append). With marks the
+    visits' ids are needed, which that index lacks: then one part.
+    """
+    institutions = func.array_agg(
+        aggregate_order_by(distinct(Checkin.institution_id), Checkin.institution_id),
+        type_=ARRAY(Uuid()),
+    )
+    return [
+        select(institutions.label("institutions"))
+        .where(*_visits(period, marks), *part)
+        .group_by(Checkin.visitor_key)
+        .subquery(f"visitors_{number}")
+        for number, part in enumerate([[]] if marks is not None else [[r] for r in _key_ranges()])
+    ]
+
+
+def _positions(sets: Subquery) -> Subquery:
+    """Each visitor's array with i = 0 … n and, for i >= 1, j = i … n (for i = 0, j = 0).
+
+    Position 0 is past the array's start, so `institutions[0]` is NULL: that row stands for
+    the visitor in the programme. Set-returning functions in the select list, not in FROM,
+    so no function scan is set up per row.
+    """
+    size = func.cardinality(sets.c.institutions)
+    first = select(sets.c.institutions, func.generate_series(0, size).label("i")).subquery()
+    return select(
+        first.c.institutions,
+        first.c.i,
+        func.generate_series(
+            first.c.i, func.least(first.c.i, 1) * func.cardinality(first.c.institutions)
+        ).label("j"),
+    ).subquery()
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeCounts:
+    """What the network matrix and the rollups are built from: distinct visitors of the
+    programme, of each institution, and of each unordered pair (a < b; absent means none)."""
+
+    visitors_any: int
+    visitors: dict[uuid.UUID, int]
+    shared: dict[tuple[uuid.UUID, uuid.UUID], int]
+
+
+def _pair_counts(period: Period, marks: Marks | None) -> Select[Any]:
+    """Rows (a, b, visitors): a = b NULL for the programme, a = b for an institution, a < b for
+    a pair (positions i < j of the sorted array). About 55 million (visitor, pair) rows for a
+    national year: each part is aggregated where it runs, then the parts are summed."""
+    rows = []
+    for sets in visitor_sets(period, marks):
+        at = _positions(sets)
+        rows.append(
+            select(at.c.institutions[at.c.i].label("a_id"), at.c.institutions[at.c.j].label("b_id"))
+        )
+    pairs = union_all(*rows).subquery("pairs")
+    return select(pairs.c.a_id, pairs.c.b_id, func.count()).group_by(pairs.c.a_id, pairs.c.b_id)
+
+
+async def programme_counts(
+    session: AsyncSession, *, period: Period, marks: Marks | None = None
+) -> ProgrammeCounts:
+    """The counts of every visitor of every institution in the period, live (`marks` None) or
+    as they stood at the marks for a rollup: the same statements for both.
+
+    PostgreSQL reads the visits once (`visitor_sets`); SQLite, at the embedded scale, counts
+    the (visitor, institution) rows and joins them with themselves.
+    """
+    if dialect_name(session) == "postgresql":
+        visitors_any = 0
+        visitors: dict[uuid.UUID, int] = {}
+        shared: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+        for a, b, n in await session.execute(_pair_counts(period, marks)):
+            if a is None:
+                visitors_any = int(n)
+            elif a == b:
+                visitors[a] = int(n)
+            else:
+                shared[(a, b)] = int(n)
+        return ProgrammeCounts(visitors_any, visitors, shared)
+    pairs = visitor_institutions(period, marks)
+    return ProgrammeCounts(
+        visitors_any=int((await session.execute(programme_visitors(period, marks))).scalar_one()),
+        visitors={i: int(n) for i, n in await session.execute(institution_visitors(pairs))},
+        shared={(a, b): int(n) for a, b, n in await session.execute(shared_visitors(pairs))},
+    )
+
+
+async def affinity_counts(
+    session: AsyncSession, *, institution_id: uuid.UUID, period: Period
+) -> AffinityCounts:
+    """PostgreSQL: A's affinity counts from one pass over the period's `visitor_sets`.
+
+    The programme-wide parts (distinct visitors of the programme and of every B) cost a pass
+    over every visit whatever A is; here A's overlaps share it: they are the visitors whose
+    array holds A. Rows (b, visitors, both): b NULL for the programme (both = visitors of A).
+    """
+    rows = []
+    for sets in visitor_sets(period):
+        ours = literal(institution_id, Uuid()) == any_(sets.c.institutions)
+        at = select(
+            sets.c.institutions,
+            ours.label("ours"),
+            func.generate_series(0, func.cardinality(sets.c.institutions)).label("i"),
+        ).subquery()
+        rows.append(select(at.c.institutions[at.c.i].label("b"), at.c.ours))
+    each = union_all(*rows).subquery("each")
+    visitors_a = visitors_any = 0
+    others: list[tuple[uuid.UUID, int, int]] = []
+    for b, visitors, both in await session.execute(
+        select(each.c.b, func.count(), func.count().filter(each.c.ours)).group_by(each.c.b)
+    ):
+        if b is None:
+            visitors_any, visitors_a = int(visitors), int(both)
+        elif b != institution_id:
+            others.append((b, int(visitors), int(both)))
+    return AffinityCounts(visitors_a=visitors_a, visitors_any=visitors_any, others=others)
 
 
 # ------------------------------------------------------------------------- standard periods
@@ -378,13 +523,13 @@ async def compute_period(
             ReportPeriod.kind == standard.kind, ReportPeriod.first_day == period.start
         )
     )
-    visitors = int((await session.execute(programme_visitors(period, marks))).scalar_one())
+    counts = await programme_counts(session, period=period, marks=marks)
     stored = ReportPeriod(
         id=uuid.uuid4(),
         kind=standard.kind,
         first_day=period.start,
         last_day=period.end,
-        visitors=visitors,
+        visitors=counts.visitors_any,
         computed_at=now,
         checked_at=now,
         checkin_mark=marks.checkin,
@@ -392,18 +537,22 @@ async def compute_period(
     )
     session.add(stored)
     await session.flush()
-    period_id = literal(stored.id, Uuid())
-    pairs = visitor_institutions(period, marks)
-    await session.execute(
-        insert(PeriodVisitors).from_select(
-            ["period_id", "institution_id", "visitors"], institution_visitors(pairs, period_id)
+    if counts.visitors:
+        await session.execute(
+            insert(PeriodVisitors),
+            [
+                {"period_id": stored.id, "institution_id": i, "visitors": n}
+                for i, n in counts.visitors.items()
+            ],
         )
-    )
-    await session.execute(
-        insert(PeriodPair).from_select(
-            ["period_id", "a_id", "b_id", "both"], shared_visitors(pairs, period_id)
+    if counts.shared:
+        await session.execute(
+            insert(PeriodPair),
+            [
+                {"period_id": stored.id, "a_id": a, "b_id": b, "both": n}
+                for (a, b), n in counts.shared.items()
+            ],
         )
-    )
     await _store_institution_reports(session, period_id=stored.id, period=period, k=k)
     return stored.id
 
