@@ -102,7 +102,7 @@ def _window_start(as_of: date, days: int) -> date:
 def _population(institution_id: uuid.UUID, as_of: date) -> ColumnElement[bool]:
     """Counted visits here in the population window (the 730 days up to `as_of`)."""
     return and_(
-        Checkin.counted.is_(True),
+        Checkin.counted,
         Checkin.institution_id == institution_id,
         Checkin.local_date.between(_window_start(as_of, POPULATION_DAYS), as_of),
         Checkin.visitor_key.is_not(None),
@@ -245,7 +245,7 @@ async def _visitor_rows_answer(
     later = (
         select(Checkin.id)
         .where(
-            Checkin.counted.is_(True),
+            Checkin.counted,
             Checkin.institution_id == institution_id,
             Checkin.local_date > as_of,
         )
@@ -305,7 +305,7 @@ def _segmented(institution_id: uuid.UUID, as_of: date) -> Select[str | None, str
         .where(
             earlier.visitor_key == per_visitor.c.visitor_key,
             earlier.institution_id == institution_id,
-            earlier.counted.is_(True),
+            earlier.counted,
             earlier.local_date < _window_start(as_of, POPULATION_DAYS),
         )
         .exists()
