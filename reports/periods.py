@@ -72,7 +72,13 @@ from membership.models.periods import (
     StoredReport,
     StoredReportKind,
 )
-from reports.common import Period, analytic_memory, counted_visits, dialect_name
+from reports.common import (
+    Period,
+    analytic_memory,
+    counted_visits,
+    dialect_name,
+    visitor_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +276,8 @@ def visitor_sets(period: Period, marks: Marks | None = None) -> list[Subquery]:
     and no hash table of the period's eight million (visitor, institution) rows, which is what
     the join of `visitor_institutions` with itself cost. Each key range is a range scan of that
     index, so the parts of one statement run side by side (a parallel append). With marks the
-    visits' ids are needed, which that index lacks: then one part.
+    visits' ids are needed, which that index lacks: then one part, read from the table and
+    sorted by key bytewise (`visitor_order`), far cheaper than in the C.UTF-8 collation.
     """
     institutions = func.array_agg(
         aggregate_order_by(distinct(Checkin.institution_id), Checkin.institution_id),
@@ -279,7 +286,11 @@ def visitor_sets(period: Period, marks: Marks | None = None) -> list[Subquery]:
     return [
         select(institutions.label("institutions"))
         .where(*_visits(period, marks), *part)
-        .group_by(Checkin.visitor_key)
+        .group_by(
+            Checkin.visitor_key
+            if marks is None
+            else visitor_order(Checkin.visitor_key, "postgresql")
+        )
         .subquery(f"visitors_{number}")
         for number, part in enumerate([[]] if marks is not None else [[r] for r in _key_ranges()])
     ]
