@@ -445,8 +445,8 @@ def closed_periods(first_visit: date, now: datetime) -> Iterator[StandardPeriod]
     the twelve months ending with the latest month that is over.
 
     Only the latest twelve-months window: a late scan falls in up to twelve windows, and
-    keeping them all would make one scan cost twelve recomputations. An older window stays
-    served while it holds and is counted live once it changed.
+    keeping them all would make one scan cost twelve recomputations. The refresh drops an older
+    window (`_drop_older_twelve_months`), so a request for it is counted live.
     """
     last_closed = closed_before(now)
     for year in range(first_visit.year, last_closed.year + 1):
@@ -612,6 +612,26 @@ async def _store_institution_reports(
         await session.flush()
 
 
+async def _drop_older_twelve_months(
+    session: AsyncSession, *, first_visit: date, now: datetime
+) -> None:
+    """Drop every twelve-months rollup but the latest window's.
+
+    Only the latest window is refreshed, so nothing would move an older one's marks, and its
+    change probe would walk every check-in since; a request for it is counted live instead.
+    """
+    latest = [
+        standard.period.start
+        for standard in closed_periods(first_visit, now)
+        if standard.kind is PeriodKind.TWELVE_MONTHS
+    ]
+    await session.execute(
+        delete(ReportPeriod).where(
+            ReportPeriod.kind == PeriodKind.TWELVE_MONTHS, ReportPeriod.first_day.not_in(latest)
+        )
+    )
+
+
 async def refresh(
     sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime, k: int
 ) -> RefreshReport:
@@ -644,6 +664,8 @@ async def refresh(
                 ).where(reports_for_k)
             )
         }
+        if first_visit is not None:
+            await _drop_older_twelve_months(session, first_visit=first_visit, now=now)
         await session.commit()
     computed: list[StandardPeriod] = []
     unchanged = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typer.testing import CliRunner
 
@@ -18,7 +19,14 @@ from api import cli
 from membership.audit import Actor
 from membership.checkins import override
 from membership.db import create_engine, create_sessionmaker
-from membership.models import CheckinResult, Institution, PeriodKind, Venue
+from membership.models import (
+    CheckinResult,
+    Institution,
+    PeriodKind,
+    ReportPeriod,
+    StoredReport,
+    Venue,
+)
 from reports.affinity import affinity_report
 from reports.common import Period
 from reports.network import network_report
@@ -410,3 +418,38 @@ class TestRefreshCommand:
         assert int(computed.group(1)) >= 11
         again = CliRunner().invoke(cli.app, ["reports", "refresh"])
         assert f"0 periods computed, {computed.group(1)} unchanged" in again.output
+
+
+async def test_the_refresh_keeps_only_the_latest_twelve_months(
+    session: AsyncSession, engine: AsyncEngine
+) -> None:
+    """A month later the window has moved on; the older one, no longer refreshed, is dropped
+    (with its institution reports) and a request for it is counted live."""
+    a, *_ = await _two_institutions(session, visitors=2)
+    sessionmaker = create_sessionmaker(engine)
+    may = Period(date(2025, 5, 1), date(2026, 4, 30))
+    june = Period(date(2025, 6, 1), date(2026, 5, 31))
+    await refresh(sessionmaker, now=datetime(2026, 5, 5, tzinfo=UTC), k=K)
+    assert (await affinity_report(session, institution_id=a.id, period=may, k=K)).source == (
+        "stored"
+    )
+    await session.commit()
+
+    await refresh(sessionmaker, now=datetime(2026, 6, 5, tzinfo=UTC), k=K)
+    windows = await session.execute(
+        select(ReportPeriod.first_day, ReportPeriod.last_day).where(
+            ReportPeriod.kind == PeriodKind.TWELVE_MONTHS
+        )
+    )
+    assert windows.all() == [(june.start, june.end)]
+    # A's visits and flows reports of March, the first quarter and the new window; none left
+    # of the dropped one.
+    stored = await session.scalar(
+        select(func.count()).select_from(StoredReport).where(StoredReport.institution_id == a.id)
+    )
+    assert stored == 6
+    old = await affinity_report(session, institution_id=a.id, period=may, k=K)
+    assert (old.source, old.visitors) == ("live", 2)
+    assert (await affinity_report(session, institution_id=a.id, period=june, k=K)).source == (
+        "stored"
+    )
