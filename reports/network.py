@@ -179,14 +179,14 @@ async def _top_flows(
                 # Implied by the day above, but said, so that only the period's visits are
                 # hashed for the join, not every visit ever (a quarter: 13 s to 9 s).
                 then.c.local_date.between(period.start, period.end),
-                then.c.counted.is_(True),
+                then.c.counted,
                 then.c.institution_id != first.c.institution_id,
                 then.c.scanned_at > first.c.scanned_at,
             ),
         )
         .join(source, source.c.id == first.c.institution_id)
         .join(target, target.c.id == then.c.institution_id)
-        .where(first.c.counted.is_(True), first.c.local_date.between(period.start, period.end))
+        .where(first.c.counted, first.c.local_date.between(period.start, period.end))
         .group_by(source.c.code, target.c.code)
         .having(visitors >= k)
         .order_by(visitors.desc(), func.count().desc(), source.c.code, target.c.code)
