@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -69,6 +71,36 @@ class Door:
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
+
+    async def race_and_replay(
+        self,
+        cards: list[Card],
+        devices: list[dict[str, str]],
+        *,
+        attempts: int,
+        scanned_at: Callable[[int], datetime],
+        check: Callable[[], Awaitable[None]],
+    ) -> int:
+        """Every card scanned `attempts` times at once, the attempts alternating between the
+        devices and `scanned_at(attempt)`; then every scan sent again, which must change
+        nothing. `check` runs after each round; returns the number of distinct scans."""
+
+        async def scan(card: Card, attempt: int) -> httpx.Response:
+            body = {
+                "code": self.qr(card),
+                "client_scan_id": f"race-{card.number}-{attempt}",
+                "scanned_at": scanned_at(attempt).isoformat(),
+            }
+            return await self.client.post(
+                "/v1/checkins", json=body, headers=devices[attempt % len(devices)]
+            )
+
+        scans = [(card, attempt) for attempt in range(attempts) for card in cards]
+        for _round in range(2):
+            responses = await asyncio.gather(*(scan(card, a) for card, a in scans))
+            assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+            await check()
+        return len(scans)
 
     async def pair_device(self, venue: Venue) -> dict[str, str]:
         response = await self.client.post(

@@ -10,7 +10,6 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
 from membership import demographics
@@ -46,26 +45,15 @@ async def test_concurrent_doors_and_replays_keep_every_counter_exact(door: Door)
     await door.session.commit()
     devices = [door.device, await door.pair_device(second_venue)]
     now = utcnow()
-
-    def body(card_index: int, attempt: int) -> dict[str, Any]:
-        return {
-            "code": door.qr(cards[card_index]),
-            "client_scan_id": f"race-{card_index}-{attempt}",
-            # Every card at the same instant on both doors, and once more an hour earlier.
-            "scanned_at": (now - timedelta(hours=attempt // 6)).isoformat(),
-        }
-
-    async def scan(card_index: int, attempt: int) -> httpx.Response:
-        return await door.client.post(
-            "/v1/checkins", json=body(card_index, attempt), headers=devices[attempt % 2]
-        )
-
-    scans = [(c, a) for a in range(8) for c in range(len(cards))]
-    for _round in range(2):  # the second round re-sends every scan: nothing may change
-        responses = await asyncio.gather(*(scan(c, a) for c, a in scans))
-        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
-        await assert_exact(door)
-    assert await door.session.scalar(select(func.count()).select_from(Checkin)) == len(scans)
+    scans = await door.race_and_replay(
+        cards,
+        devices,
+        attempts=8,
+        # Every card at the same instant on both doors, and once more an hour earlier.
+        scanned_at=lambda attempt: now - timedelta(hours=attempt // 6),
+        check=lambda: assert_exact(door),
+    )
+    assert await door.session.scalar(select(func.count()).select_from(Checkin)) == scans
     assert await door.session.scalar(select(func.count()).where(Checkin.counted)) == len(cards)
 
 

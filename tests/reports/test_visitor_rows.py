@@ -12,7 +12,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,25 +48,14 @@ class TestDoors:
         await door.session.commit()
         devices = [door.device, await door.pair_device(second_venue)]
         now = utcnow()
-
-        def body(card_index: int, attempt: int) -> dict[str, Any]:
-            return {
-                "code": door.qr(cards[card_index]),
-                "client_scan_id": f"race-{card_index}-{attempt}",
-                # Every card at once on both doors, on today and the two days before.
-                "scanned_at": (now - timedelta(days=attempt // 2)).isoformat(),
-            }
-
-        async def scan(card_index: int, attempt: int) -> httpx.Response:
-            return await door.client.post(
-                "/v1/checkins", json=body(card_index, attempt), headers=devices[attempt % 2]
-            )
-
-        scans = [(c, a) for a in range(6) for c in range(len(cards))]
-        for _round in range(2):  # the second round re-sends every scan: nothing may change
-            responses = await asyncio.gather(*(scan(c, a) for c, a in scans))
-            assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
-            await assert_exact(door.session)
+        await door.race_and_replay(
+            cards,
+            devices,
+            attempts=6,
+            # Every card at once on both doors, on today and the two days before.
+            scanned_at=lambda attempt: now - timedelta(days=attempt // 2),
+            check=lambda: assert_exact(door.session),
+        )
         rows = await visitor_rows(door.session)
         assert len(rows) == len(cards)
         assert all(row[3] is not None and row[4] is None for row in rows.values())
