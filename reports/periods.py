@@ -38,7 +38,6 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Select,
-    String,
     Subquery,
     Uuid,
     and_,
@@ -92,25 +91,24 @@ class WritersStillBusy(Conflict):
     title = "Transactions that were writing check-ins did not finish in time; try again"
 
 
-# Transactions the snapshot saw in progress that write check-ins or audit entries (they hold a
-# ROW EXCLUSIVE lock on the table from their first write to their end). Other transactions, also
-# in other databases of the cluster, cannot add rows below the mark and are not waited for.
-_WRITERS_IN_SNAPSHOT = text(
+# Transactions, other than our own, that hold a ROW EXCLUSIVE lock on the check-ins or the audit
+# entries of this database. An INSERT takes that lock before it draws its id from the sequence,
+# and PostgreSQL gives the transaction its xid only after that, when the row is written: a
+# transaction caught between the two is missing from the snapshot's list of transactions in
+# progress, so the lock, not the xid, is what tells us who may still add a row below the mark.
+_WRITERS = text(
     """
-    SELECT x::text FROM pg_snapshot_xip(CAST(CAST(:snapshot AS text) AS pg_snapshot)) AS x
-    WHERE (x::text::bigint % 4294967296)::text IN (
-        SELECT a.backend_xid::text
-        FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
-        WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock'
-          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND l.relation IN ('checkins'::regclass, 'audit_entries'::regclass)
-          AND a.backend_xid IS NOT NULL
-    )
+    SELECT DISTINCT virtualtransaction FROM pg_locks
+    WHERE locktype = 'relation' AND mode = 'RowExclusiveLock'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND relation IN ('checkins'::regclass, 'audit_entries'::regclass)
+      AND pid <> pg_backend_pid()
     """
 )
+# Every transaction holds the lock on its own virtual transaction id until it ends.
 _STILL_RUNNING = text(
-    "SELECT count(*) FROM unnest(CAST(:xids AS text[])) AS x "
-    "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress'"
+    "SELECT count(*) FROM pg_locks "
+    "WHERE locktype = 'virtualxid' AND virtualxid = ANY(CAST(:writers AS text[]))"
 )
 
 
@@ -132,10 +130,11 @@ async def high_water(session: AsyncSession, *, timeout: float = BARRIER_TIMEOUT_
     """The highest ids below which nothing can still appear.
 
     Ids come from sequences, handed out at insert, not at commit: a transaction in progress may
-    hold an id below the highest committed one. On PostgreSQL the mark is taken together with
-    the snapshot, and then we wait until every transaction writing check-ins or audit entries
-    that the snapshot saw in progress has ended; any transaction starting later draws ids
-    above the mark. SQLite has one writer at a time, so the committed maximum is already such
+    hold an id below the highest committed one. On PostgreSQL, after taking the marks, we wait
+    until every other transaction that held a write lock on the check-ins or the audit entries
+    by then has ended: one that drew an id before the marks holds that lock, and one that starts
+    later draws ids above them. We may wait for a few scans that began after the marks; they
+    take milliseconds. SQLite has one writer at a time, so the committed maximum is already such
     a mark. The session must be in READ COMMITTED (the default), so that its next statements
     see what those transactions wrote.
     """
@@ -143,18 +142,14 @@ async def high_water(session: AsyncSession, *, timeout: float = BARRIER_TIMEOUT_
         select(func.coalesce(func.max(Checkin.id), 0)).scalar_subquery(),
         select(func.coalesce(func.max(AuditEntry.id), 0)).scalar_subquery(),
     )
-    if dialect_name(session) != "postgresql":
-        checkin_mark, audit_mark = (await session.execute(select(*highest))).one()
-        return Marks(int(checkin_mark), int(audit_mark))
-    snapshot, checkin_mark, audit_mark = (
-        await session.execute(select(cast(func.pg_current_snapshot(), String), *highest))
-    ).one()
-    writers = list(await session.scalars(_WRITERS_IN_SNAPSHOT, {"snapshot": snapshot}))
-    deadline = time.monotonic() + timeout
-    while writers and await session.scalar(_STILL_RUNNING, {"xids": writers}):
-        if time.monotonic() > deadline:
-            raise WritersStillBusy()
-        await asyncio.sleep(0.02)
+    checkin_mark, audit_mark = (await session.execute(select(*highest))).one()
+    if dialect_name(session) == "postgresql":
+        writers = list(await session.scalars(_WRITERS))
+        deadline = time.monotonic() + timeout
+        while writers and await session.scalar(_STILL_RUNNING, {"writers": writers}):
+            if time.monotonic() > deadline:
+                raise WritersStillBusy()
+            await asyncio.sleep(0.02)
     return Marks(int(checkin_mark), int(audit_mark))
 
 

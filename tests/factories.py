@@ -222,6 +222,7 @@ async def create_checkin(
     counted: bool | None = None,
     visitor_key: str | None = None,
     linked: bool = True,
+    checkin_id: int | None = None,
 ) -> Checkin:
     """A stored scan as the check-in service would leave it, without its door decision.
 
@@ -231,6 +232,7 @@ async def create_checkin(
     """
     day = local_date(scanned_at, timezone)
     checkin = Checkin(
+        id=checkin_id,
         client_scan_id=uuid.uuid4().hex,
         institution_id=venue.institution_id,
         venue_id=venue.id,

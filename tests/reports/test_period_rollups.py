@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typer.testing import CliRunner
 
@@ -20,6 +20,7 @@ from membership.audit import Actor
 from membership.checkins import override
 from membership.db import create_engine, create_sessionmaker
 from membership.models import (
+    Checkin,
     CheckinResult,
     Institution,
     PeriodKind,
@@ -33,6 +34,7 @@ from reports.network import network_report
 from reports.periods import (
     closed_before,
     closed_periods,
+    high_water,
     programme_visitors,
     refresh,
     standard_kind,
@@ -338,6 +340,46 @@ class TestConcurrentRefresh:
         stored = await stored_network(session, period=MARCH)
         assert stored is not None
         assert stored.visitors_any == 4
+
+    @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+    async def test_a_writer_that_drew_its_id_before_its_transaction_id_is_waited_for(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        # An INSERT locks the table and draws its id before PostgreSQL gives its transaction an
+        # xid (when the row is written). Marks taken in between must still wait for it: the
+        # snapshot does not list it as in progress, yet its row lands below the mark.
+        _, _, venue_a, venue_b = await _two_institutions(session, visitors=2)
+        sessionmaker = create_sessionmaker(engine)
+        late, early = await create_member(session), await create_member(session)
+        await session.commit()
+        async with sessionmaker() as writer, sessionmaker() as reader:
+            await writer.execute(text("LOCK TABLE checkins IN ROW EXCLUSIVE MODE"))
+            drawn = await writer.scalar(
+                text("SELECT nextval(pg_get_serial_sequence('checkins', 'id'))")
+            )
+            await create_checkin(
+                session,
+                venue=venue_b,
+                member=early,
+                scanned_at=datetime(2026, 3, 25, 9, tzinfo=UTC),
+            )
+            await session.commit()
+            marking = asyncio.create_task(high_water(reader))
+            await asyncio.sleep(0.5)
+            waited = not marking.done()
+            await create_checkin(
+                writer,
+                venue=venue_a,
+                member=late,
+                scanned_at=datetime(2026, 3, 25, 9, tzinfo=UTC),
+                checkin_id=drawn,
+            )
+            await writer.commit()
+            marks = await marking
+            assert waited, "the marks wait for the writer"
+            assert drawn < marks.checkin
+            seen = await reader.scalar(select(func.count()).where(Checkin.id <= marks.checkin))
+            assert seen == await session.scalar(select(func.count()).select_from(Checkin))
 
     @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
     async def test_figures_served_while_scans_arrive_are_exact(
