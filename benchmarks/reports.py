@@ -44,6 +44,7 @@ from membership.db import create_engine, create_sessionmaker
 from membership.errors import DomainError
 from reports.affinity import affinity_report, flows_report
 from reports.common import Period
+from reports.contacts import consenting_contacts
 from reports.network import network_report
 from reports.payouts import (
     MonthAlreadyClosed,
@@ -53,7 +54,7 @@ from reports.payouts import (
     payout_statement,
 )
 from reports.periods import refresh
-from reports.segments import consenting_contacts, segments_report
+from reports.segments import segments_report
 from reports.visits import visits_report
 
 SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

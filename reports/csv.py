@@ -14,7 +14,7 @@ from datetime import date, datetime
 from reports.affinity import AffinityReport, FlowsReport
 from reports.network import NetworkReport
 from reports.payouts import PayoutStatement
-from reports.segments import ContactRow, SegmentsReport
+from reports.segments import SegmentsReport
 from reports.visits import VisitsReport
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -106,36 +106,6 @@ def segments_csv(report: SegmentsReport) -> str:
     return render(
         ("segment", "visitors", "rule"),
         ((s.segment, s.visitors, s.rule) for s in report.segments),
-    )
-
-
-def contacts_csv(contacts: Sequence[ContactRow]) -> str:
-    return render(
-        (
-            "member_id",
-            "first_name",
-            "last_name",
-            "email",
-            "language",
-            "postal_code",
-            "segment",
-            "last_visit",
-            "share_contact_at",
-        ),
-        (
-            (
-                str(c.member_id),
-                c.first_name,
-                c.last_name,
-                c.email,
-                c.language,
-                c.postal_code,
-                c.segment,
-                c.last_visit,
-                c.share_contact_at,
-            )
-            for c in contacts
-        ),
     )
 
 

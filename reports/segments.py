@@ -9,19 +9,16 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, Select, Subquery, and_, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from membership import audit
-from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.models import (
     Checkin,
     InstitutionVisitor,
-    Member,
     Membership,
     MembershipStatus,
     MembershipTerm,
@@ -79,19 +76,6 @@ class SegmentsReport:
     as_of: date
     visitors: int
     segments: list[SegmentCount]
-
-
-@dataclass(frozen=True, slots=True)
-class ContactRow:
-    member_id: uuid.UUID
-    first_name: str
-    last_name: str
-    email: str | None
-    language: str
-    postal_code: str | None
-    segment: str
-    last_visit: date
-    share_contact_at: datetime | None
 
 
 def _window_start(as_of: date, days: int) -> date:
@@ -254,7 +238,7 @@ async def _visitor_rows_answer(
     return not await session.scalar(select(later))
 
 
-async def _segment_rows(session: AsyncSession, institution_id: uuid.UUID, as_of: date) -> Subquery:
+async def segment_rows(session: AsyncSession, institution_id: uuid.UUID, as_of: date) -> Subquery:
     """Visitor key, segment, last visit and window member link of each visitor of the
     population: from the visitor rows when they answer, from the check-ins otherwise."""
     if await _visitor_rows_answer(session, institution_id, as_of):
@@ -333,7 +317,7 @@ async def segments_report(
     institution = await get_institution(session, institution_id)
     as_of = as_of or local_date(utcnow(), institution.timezone)
     await analytic_memory(session)
-    rows = await _segment_rows(session, institution_id, as_of)
+    rows = await segment_rows(session, institution_id, as_of)
     counts = {
         str(segment): int(n)
         for segment, n in (
@@ -347,65 +331,3 @@ async def segments_report(
         visitors=sum(counts.values()),
         segments=segments,
     )
-
-
-async def consenting_contacts(
-    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date | None = None
-) -> list[ContactRow]:
-    """Contact details of this institution's visitors who consented to share them (rule 5).
-
-    Only members with `share_contact` set and not erased, and only if they visited here: a
-    consent to share with institutions is not a licence to hand out the whole member list.
-    """
-    institution = await get_institution(session, institution_id)
-    as_of = as_of or local_date(utcnow(), institution.timezone)
-    await analytic_memory(session)
-    rows = await _segment_rows(session, institution_id, as_of)
-    stmt = (
-        select(
-            Member.id,
-            Member.first_name,
-            Member.last_name,
-            Member.email,
-            Member.language,
-            Member.postal_code,
-            rows.c.segment,
-            rows.c.last_visit,
-            Member.share_contact_at,
-        )
-        .select_from(rows)
-        .join(Member, Member.id == rows.c.member_id)
-        .where(Member.share_contact.is_(True), Member.erased_at.is_(None))
-        .order_by(Member.last_name, Member.first_name, Member.id)
-    )
-    return [
-        ContactRow(
-            member_id=row[0],
-            first_name=row[1],
-            last_name=row[2],
-            email=row[3],
-            language=row[4],
-            postal_code=row[5],
-            segment=str(row[6]),
-            last_visit=row[7],
-            share_contact_at=row[8],
-        )
-        for row in (await session.execute(stmt)).all()
-    ]
-
-
-async def export_contacts(
-    session: AsyncSession, *, institution_id: uuid.UUID, actor: Actor, as_of: date | None = None
-) -> list[ContactRow]:
-    """The consenting contacts, with an audit row: who took whose personal data, and when."""
-    contacts = await consenting_contacts(session, institution_id=institution_id, as_of=as_of)
-    await audit.record(
-        session,
-        actor=actor,
-        action="report.contacts.exported",
-        entity_type="institution",
-        entity_id=institution_id,
-        institution_id=institution_id,
-        changes={"members": len(contacts)},
-    )
-    return contacts

@@ -28,10 +28,11 @@ from api.schemas.reports import (
 from membership.clock import utcnow
 from reports import csv
 from reports.affinity import AffinityReport, FlowsReport, affinity_report, flows_report
+from reports.contacts import contacts_csv, export_contacts
 from reports.export import MEDIA_TYPES, id_secret, start_export, stream_export
 from reports.network import NetworkReport, network_report
 from reports.payouts import MonthClearing, PayoutStatement, close_month, payout_statement
-from reports.segments import SegmentsReport, export_contacts, segments_report
+from reports.segments import SegmentsReport, segments_report
 from reports.visits import VisitsReport, visits_report
 
 router = APIRouter(tags=["reports"])
@@ -160,7 +161,7 @@ async def contacts(
     rows = await export_contacts(
         session, institution_id=institution_id, as_of=query.as_of, actor=principal.actor
     )
-    return csv_response(csv.contacts_csv(rows), filename="contacts.csv")
+    return csv_response(contacts_csv(rows), filename="contacts.csv")
 
 
 @institution_router.get(

@@ -7,7 +7,8 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from reports.segments import Segment, consenting_contacts, segments_report
+from reports.contacts import consenting_contacts
+from reports.segments import Segment, segments_report
 from tests.reports.dataset import Dataset, brute_contacts, brute_segments, datasets, load
 from tests.reports.segment_sources import segment_source
 
