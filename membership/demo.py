@@ -555,6 +555,8 @@ class _Builder:
             "auto_renew": status == MembershipStatus.ACTIVE and rng.random() < 0.5,
             "provider_subscription_id": None,
             "cancelled_at": _local(cancelled_on, 11 * 60) if cancelled_on else None,
+            # Its one term is cancelled with it, else active (written below).
+            "paid_until": None if status == MembershipStatus.CANCELLED else ends_on,
             "created_at": paid_at,
             "updated_at": paid_at,
         }

@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from membership import cards, memberships, outbox, renewals
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
-from membership.models import Membership, MembershipStatus, MembershipTerm, Product, TermStatus
+from membership.models import Membership, MembershipStatus, Product
 from membership.payments import events, provider_from_settings
 from membership.payments.provider import PaymentProvider
 from membership.settings import Settings
@@ -85,26 +85,23 @@ class _Live:
 
 
 async def _live(session: AsyncSession) -> list[_Live]:
-    """Live memberships with the end of their last standing term, computed in SQL."""
-    ends = (
-        select(MembershipTerm.membership_id, func.max(MembershipTerm.ends_on).label("ends_on"))
-        .where(MembershipTerm.status == TermStatus.ACTIVE)
-        .group_by(MembershipTerm.membership_id)
-        .subquery()
-    )
+    """Live memberships with the end of their last standing term."""
     rows = await session.execute(
         select(
             Membership.id,
             Membership.status,
-            ends.c.ends_on,
+            Membership.paid_until,
             Product.grace_days,
             Membership.auto_renew,
         )
-        .join(ends, ends.c.membership_id == Membership.id)
         .join(Product, Product.id == Membership.product_id)
         .where(Membership.status.in_((MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE)))
     )
-    return [_Live(*row) for row in rows]
+    return [
+        _Live(membership_id, status, until, grace_days, auto_renew)
+        for membership_id, status, until, grace_days, auto_renew in rows
+        if until is not None
+    ]
 
 
 async def _move(

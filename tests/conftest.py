@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -83,16 +84,44 @@ _EMPTY_ALL_TABLES = "SET session_replication_role = replica; " + "; ".join(
 )
 
 
+# Kept columns that every test's data must agree with whatever path wrote it: a check after each
+# test catches a writer that forgets one.
+_OUT_OF_STEP = """
+SELECT CAST(m.id AS TEXT) FROM memberships AS m
+WHERE COALESCE(m.paid_until, '0001-01-01') <> COALESCE((
+    SELECT max(t.ends_on) FROM membership_terms AS t
+    WHERE t.membership_id = m.id AND t.status = 'active'
+), '0001-01-01')
+"""
+
+
+def _assert_in_step(found: list[str]) -> None:
+    assert not found, f"memberships.paid_until out of step with the terms of {found}"
+
+
+async def _pg_out_of_step(url: str) -> list[str]:
+    connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        return [row[0] for row in await connection.fetch(_OUT_OF_STEP)]
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "db.sqlite3"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite+aiosqlite:///{path}"
+        with sqlite3.connect(path) as connection:
+            _assert_in_step([row[0] for row in connection.execute(_OUT_OF_STEP)])
         return
     url: str = request.getfixturevalue("postgres_database")
     yield url
-    asyncio.run(_pg_execute(url, _EMPTY_ALL_TABLES))
+    try:
+        _assert_in_step(asyncio.run(_pg_out_of_step(url)))
+    finally:
+        asyncio.run(_pg_execute(url, _EMPTY_ALL_TABLES))
 
 
 @pytest.fixture

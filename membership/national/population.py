@@ -337,6 +337,10 @@ class Population:
             ends,
         )
         self.t_refunded = refunded
+        # Only a membership's last term is ever refunded, so its active terms are the first ones.
+        active = self.ms_terms - self.ms_refunded.astype(np.int64)
+        self.ms_paid_until = _add_years(self.ms_first, active)
+        self.ms_unpaid = active == 0
         self.payment_ids = _uuid4(rng, n + len(refund_of))
         self.p_references = _references(rng, n + len(refund_of), self.programme_code)
         self.p_paid_at = np.concatenate([paid_at, np.maximum(refund_at, paid_at[refund_of] + 1)])

@@ -183,6 +183,7 @@ def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
             _bytes(g.product_ids[g.ms_product[s]]),
             _labels(g.ms_status[s], statuses),
             _bool(g.ms_auto_renew[s]),
+            _nullable(_date(g.ms_paid_until[s]), g.ms_unpaid[s]),
             _timestamp(g.ms_paid_at[s]),
             _timestamp(g.ms_paid_at[s]),
         ]
@@ -346,7 +347,7 @@ def _tables(g: Generator, *, checkins_built: bool = True) -> list[_Table]:
         ),
         table(
             "memberships",
-            "id product_id status auto_renew created_at updated_at",
+            "id product_id status auto_renew paid_until created_at updated_at",
             len(g.ms_ids),
             memberships,
         ),
