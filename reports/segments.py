@@ -21,8 +21,6 @@ from membership.models import (
     InstitutionVisitor,
     Membership,
     MembershipStatus,
-    MembershipTerm,
-    TermStatus,
     membership_holders,
 )
 from reports.common import analytic_memory, get_institution
@@ -111,36 +109,16 @@ def _links(institution_id: uuid.UUID, as_of: date) -> Select[str | None, uuid.UU
 def _renewal_due(as_of: date) -> ColumnElement[bool]:
     """A membership that ends soon without auto-renew (segment 1's rule), on `Membership`.
 
-    "The latest active term ends within the 60 days" is written as: an active term ends in
-    them and none ends later, so each membership is two probes into its terms' index instead
-    of a maximum over every term of the programme; the first is a range of the partial index
-    of active terms by end date when the memberships are taken from there.
+    `paid_until` is the end of the latest active term, so the memberships of the whole
+    programme that qualify are one range of the index of memberships without auto-renew
+    (`ix_memberships_renewal_due`). The bare NOT is that index's predicate, which
+    `auto_renew IS false` would not match.
     """
-    soon = as_of + timedelta(days=RENEWAL_DAYS)
-    ending = (
-        select(MembershipTerm.id)
-        .where(
-            MembershipTerm.membership_id == Membership.id,
-            MembershipTerm.status == TermStatus.ACTIVE,
-            MembershipTerm.ends_on > as_of,
-            MembershipTerm.ends_on <= soon,
-        )
-        .exists()
-    )
-    later = (
-        select(MembershipTerm.id)
-        .where(
-            MembershipTerm.membership_id == Membership.id,
-            MembershipTerm.status == TermStatus.ACTIVE,
-            MembershipTerm.ends_on > soon,
-        )
-        .exists()
-    )
     return and_(
-        Membership.auto_renew.is_(False),
+        ~Membership.auto_renew,
+        Membership.paid_until > as_of,
+        Membership.paid_until <= as_of + timedelta(days=RENEWAL_DAYS),
         Membership.status.in_([MembershipStatus.ACTIVE, MembershipStatus.IN_GRACE]),
-        ending,
-        ~later,
     )
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membership.models import MembershipStatus, MembershipTerm, TermKind, TermStatus
 from reports import segments
 from reports.segments import segments_report
 from tests.factories import (
@@ -130,3 +131,65 @@ async def test_every_window_boundary_on_the_local_day(
     answers = segments._visitor_rows_answer
     assert await answers(session, institution.id, AS_OF) is (segment_source != "checkins")
     assert not await answers(session, institution.id, AS_OF - timedelta(days=1))
+
+
+async def test_renewal_at_risk_reads_the_last_active_term_of_every_membership(
+    session: AsyncSession, segment_source: str
+) -> None:
+    institution = await create_institution(session)
+    venue = await create_venue(session, institution=institution)
+    product = await create_product(session)
+    soon = AS_OF + timedelta(days=30)
+
+    async def visitor(
+        *,
+        renewal: TermStatus | None = None,
+        auto_renew: bool = False,
+        status: MembershipStatus = MembershipStatus.ACTIVE,
+        also_auto_renewing: bool = False,
+    ) -> None:
+        member = await create_member(session)
+        membership = await create_membership(
+            session,
+            product=product,
+            holders=[member],
+            starts_on=soon - timedelta(days=365),
+            ends_on=soon,
+            status=status,
+            auto_renew=auto_renew,
+        )
+        if renewal is not None:
+            session.add(
+                MembershipTerm(
+                    membership_id=membership.id,
+                    starts_on=soon,
+                    ends_on=soon + timedelta(days=365),
+                    kind=TermKind.RENEWAL,
+                    status=renewal,
+                )
+            )
+        if also_auto_renewing:
+            await create_membership(
+                session,
+                product=product,
+                holders=[member],
+                starts_on=AS_OF - timedelta(days=10),
+                ends_on=AS_OF + timedelta(days=355),
+                auto_renew=True,
+            )
+        await create_checkin(
+            session, venue=venue, member=member, scanned_at=noon(AS_OF - timedelta(days=5))
+        )
+
+    await visitor()  # at risk
+    await visitor(renewal=TermStatus.ACTIVE)  # renewed already: new
+    await visitor(renewal=TermStatus.REFUNDED)  # the renewal was refunded: at risk
+    await visitor(auto_renew=True)  # renews itself: new
+    await visitor(status=MembershipStatus.CANCELLED)  # cancelled: new
+    await visitor(status=MembershipStatus.IN_GRACE)  # at risk
+    await visitor(also_auto_renewing=True)  # one of two memberships runs out: at risk
+    await session.commit()
+
+    report = await segments_report(session, institution_id=institution.id, as_of=AS_OF)
+    counts = {s.segment: s.visitors for s in report.segments}
+    assert (counts["renewal_at_risk"], counts["new"]) == (4, 3)
