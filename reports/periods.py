@@ -475,6 +475,10 @@ def closed_periods(first_visit: date, now: datetime) -> Iterator[StandardPeriod]
 # ---------------------------------------------------------------------------------- refresh
 
 
+# The advisory lock key of the refresh ("mem" "rfsh" in ASCII), apart from the import's.
+_REFRESH_LOCK = 0x6D656D_72667368
+
+
 @dataclass(frozen=True, slots=True)
 class RefreshReport:
     marks: Marks
@@ -637,9 +641,22 @@ async def refresh(
     A period found unchanged gets the new marks, which keeps the readers' change probe short.
     A period without institution reports for this `k` (computed before they existed, or for
     another k) is computed again even when unchanged: else it would never get them.
-    Two refreshes at once are harmless: the unique (kind, first_day) lets one of them store a
-    period, the other rolls that period back.
+    On PostgreSQL refreshes run one at a time (an advisory lock held for the whole pass): a
+    second one waits, then finds the periods the first stored unchanged and computes only what
+    changed meanwhile, instead of computing every period a second time. On SQLite, and should
+    the lock ever be bypassed, the unique (kind, first_day) lets one of two refreshes store a
+    period and the other roll it back.
     """
+    async with sessionmaker() as guard:
+        if dialect_name(guard) == "postgresql":
+            # Held by this open transaction, which writes nothing, until the pass ends.
+            await guard.execute(select(func.pg_advisory_xact_lock(_REFRESH_LOCK)))
+        return await _refresh(sessionmaker, now=now, k=k)
+
+
+async def _refresh(
+    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime, k: int
+) -> RefreshReport:
     # Reports of all visited institutions are stored in one transaction: one stands for all.
     reports_for_k = or_(
         exists().where(StoredReport.period_id == ReportPeriod.id, StoredReport.k == k),

@@ -7,6 +7,7 @@ import dataclasses
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,10 +29,12 @@ from membership.models import (
     StoredReport,
     Venue,
 )
+from reports import periods
 from reports.affinity import affinity_report
 from reports.common import Period
 from reports.network import network_report
 from reports.periods import (
+    StandardPeriod,
     closed_before,
     closed_periods,
     high_water,
@@ -432,6 +435,29 @@ class TestConcurrentRefresh:
         assert (
             await affinity_report(session, institution_id=a.id, period=MARCH, k=1)
         ).visitors == 9
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_two_refreshes_at_once_compute_each_period_once(
+    session: AsyncSession, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _two_institutions(session, visitors=3)
+    sessionmaker = create_sessionmaker(engine)
+    computed: list[StandardPeriod] = []
+    compute = periods.compute_period
+
+    async def counted(session: AsyncSession, *, standard: StandardPeriod, **kwargs: Any) -> None:
+        computed.append(standard)
+        await compute(session, standard=standard, **kwargs)
+
+    monkeypatch.setattr(periods, "compute_period", counted)
+    first, second = await asyncio.gather(
+        refresh(sessionmaker, now=AFTER, k=K), refresh(sessionmaker, now=AFTER, k=K)
+    )
+    assert len(computed) == len(set(computed)) == len(first.computed) + len(second.computed)
+    assert sorted(len(r.computed) for r in (first, second))[0] == 0
+    assert {r.unchanged for r in (first, second)} == {0, len(computed)}
 
 
 class TestRefreshCommand:
