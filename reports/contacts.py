@@ -2,29 +2,55 @@
 
 Only members with `share_contact` set and not erased, and only if they visited here: a consent
 to share with institutions is not a licence to hand out the whole member list (rule 5).
+
+A large museum has hundreds of thousands of such visitors, so, as the visit export does, nothing
+here holds the export: rows come from a server-side cursor in batches and each batch is rendered
+and handed on. The audit row is written while the request's transaction is still open, so it is
+committed before the first contact leaves the server (docs/reports.md, "Contacts").
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from membership import audit
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.models import Member
 from reports.common import analytic_memory, get_institution
-from reports.csv import render
-from reports.segments import segment_rows
+from reports.csv import _text as spreadsheet_text
+from reports.segments import Segment, segment_rows
+
+# Rows fetched and rendered at a time: bounds the memory of an export (a few megabytes).
+FETCH_ROWS = 5_000
+
+COLUMNS = (
+    "member_id",
+    "first_name",
+    "last_name",
+    "email",
+    "language",
+    "postal_code",
+    "segment",
+    "last_visit",
+    "share_contact_at",
+)
+
+# A byte-order mark, because Excel opens a CSV without one in the Windows code page and
+# garbles every accented name (as in reports/export.py).
+_BOM = "\ufeff"
 
 
-@dataclass(frozen=True, slots=True)
-class ContactRow:
+class ContactRow(NamedTuple):
     member_id: uuid.UUID
     first_name: str
     last_name: str
@@ -36,15 +62,65 @@ class ContactRow:
     share_contact_at: datetime | None
 
 
-async def consenting_contacts(
-    session: AsyncSession, *, institution_id: uuid.UUID, as_of: date | None = None
-) -> list[ContactRow]:
-    """Contact details of this institution's visitors who consented to share them (rule 5)."""
+@dataclass(frozen=True, slots=True)
+class ContactExport:
+    """What one export covers, settled and audited while the request's transaction is open.
+
+    `segments` is never empty: no filter means every segment, so the audit row says which
+    visitors were taken in as many words.
+    """
+
+    institution_id: uuid.UUID
+    institution_code: str
+    as_of: date
+    segments: tuple[Segment, ...]
+
+    @property
+    def filename(self) -> str:
+        return f"contacts-{self.institution_code}-{self.as_of.isoformat()}.csv"
+
+
+async def start_export(
+    session: AsyncSession,
+    *,
+    institution_id: uuid.UUID,
+    actor: Actor,
+    as_of: date | None = None,
+    segments: Collection[Segment] = (),
+) -> ContactExport:
+    """Check the institution, fix the reference day and leave an audit row: who took whose
+    personal data, and when.
+
+    The row says what is known before the first contact is read (reference day and segments),
+    not how many were sent: counting them first costs as much as the export's own query
+    (docs/reports.md, "Contacts"), and a count after the stream would not be committed before
+    the data left.
+    """
     institution = await get_institution(session, institution_id)
-    as_of = as_of or local_date(utcnow(), institution.timezone)
-    await analytic_memory(session)
-    rows = await segment_rows(session, institution_id, as_of)
-    stmt = (
+    export = ContactExport(
+        institution_id=institution.id,
+        institution_code=institution.code,
+        as_of=as_of or local_date(utcnow(), institution.timezone),
+        segments=tuple(segment for segment in Segment if not segments or segment in segments),
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="report.contacts.exported",
+        entity_type="institution",
+        entity_id=institution_id,
+        institution_id=institution_id,
+        changes={
+            "as_of": export.as_of.isoformat(),
+            "segments": [segment.value for segment in export.segments],
+        },
+    )
+    return export
+
+
+async def _contacts_query(session: AsyncSession, export: ContactExport) -> Select[Any]:
+    rows = await segment_rows(session, export.institution_id, export.as_of)
+    query = (
         select(
             Member.id,
             Member.first_name,
@@ -61,64 +137,56 @@ async def consenting_contacts(
         .where(Member.share_contact.is_(True), Member.erased_at.is_(None))
         .order_by(Member.last_name, Member.first_name, Member.id)
     )
-    return [
-        ContactRow(
-            member_id=row[0],
-            first_name=row[1],
-            last_name=row[2],
-            email=row[3],
-            language=row[4],
-            postal_code=row[5],
-            segment=str(row[6]),
-            last_visit=row[7],
-            share_contact_at=row[8],
-        )
-        for row in (await session.execute(stmt)).all()
-    ]
+    if len(export.segments) < len(Segment):
+        query = query.where(rows.c.segment.in_([segment.value for segment in export.segments]))
+    return query
 
 
-async def export_contacts(
-    session: AsyncSession, *, institution_id: uuid.UUID, actor: Actor, as_of: date | None = None
-) -> list[ContactRow]:
-    """The consenting contacts, with an audit row: who took whose personal data, and when."""
-    contacts = await consenting_contacts(session, institution_id=institution_id, as_of=as_of)
-    await audit.record(
-        session,
-        actor=actor,
-        action="report.contacts.exported",
-        entity_type="institution",
-        entity_id=institution_id,
-        institution_id=institution_id,
-        changes={"members": len(contacts)},
-    )
-    return contacts
+async def contact_batches(
+    session: AsyncSession, export: ContactExport, *, fetch_rows: int = FETCH_ROWS
+) -> AsyncIterator[list[ContactRow]]:
+    """The export's rows by last name, first name and member id, `fetch_rows` at a time from
+    a server-side cursor."""
+    await analytic_memory(session)
+    query = (await _contacts_query(session, export)).execution_options(yield_per=fetch_rows)
+    result = await session.stream(query)
+    try:
+        async for partition in result.partitions():
+            yield [ContactRow._make(row) for row in partition]
+    finally:
+        # A client that disconnects stops the stream early; the cursor must not outlive it.
+        await result.close()
 
 
-def contacts_csv(contacts: Sequence[ContactRow]) -> str:
-    return render(
-        (
-            "member_id",
-            "first_name",
-            "last_name",
-            "email",
-            "language",
-            "postal_code",
-            "segment",
-            "last_visit",
-            "share_contact_at",
-        ),
-        (
-            (
-                str(c.member_id),
-                c.first_name,
-                c.last_name,
-                c.email,
-                c.language,
-                c.postal_code,
-                c.segment,
-                c.last_visit,
-                c.share_contact_at,
-            )
-            for c in contacts
-        ),
-    )
+def _csv_row(contact: ContactRow) -> tuple[str, ...]:
+    """Every cell spreadsheet-safe: a name or e-mail address starting with "=" stays text."""
+    return (str(contact.member_id), *(spreadsheet_text(value) for value in contact[1:]))
+
+
+async def csv_chunks(
+    session: AsyncSession, export: ContactExport, *, fetch_rows: int = FETCH_ROWS
+) -> AsyncIterator[bytes]:
+    """UTF-8 CSV with a BOM and a header, one chunk per fetched batch.
+
+    The header goes out before the query runs, so the download starts at once rather than
+    after the segments of a large population are worked out.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    yield (_BOM + buffer.getvalue()).encode()
+    async for batch in contact_batches(session, export, fetch_rows=fetch_rows):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(_csv_row(contact) for contact in batch)
+        yield buffer.getvalue().encode()
+
+
+async def stream_export(
+    sessionmaker: async_sessionmaker[AsyncSession], export: ContactExport
+) -> AsyncIterator[bytes]:
+    """The export's bytes, read in a session of its own: the request's session is committed
+    and closed before a streamed body is sent."""
+    async with sessionmaker() as session:
+        async for chunk in csv_chunks(session, export, fetch_rows=FETCH_ROWS):
+            yield chunk

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from api import problems
 from api.auth import CurrentStaff, Manager, OperatorAdmin
@@ -28,7 +28,8 @@ from api.schemas.reports import (
 from membership.clock import utcnow
 from reports import csv
 from reports.affinity import AffinityReport, FlowsReport, affinity_report, flows_report
-from reports.contacts import contacts_csv, export_contacts
+from reports.contacts import start_export as start_contacts_export
+from reports.contacts import stream_export as stream_contacts
 from reports.export import MEDIA_TYPES, id_secret, start_export, stream_export
 from reports.network import NetworkReport, network_report
 from reports.payouts import MonthClearing, PayoutStatement, close_month, payout_statement
@@ -148,20 +149,35 @@ async def segments(
 
 @institution_router.get(
     "/segments/contacts.csv",
-    response_class=Response,
-    responses={**problems.responses(401, 403, 404), 200: {"content": {"text/csv": {}}}},
+    response_class=StreamingResponse,
+    responses={
+        **problems.responses(401, 403, 404, 422),
+        200: {
+            "content": {"text/csv": {}},
+            "description": "Consenting visitors by name, one row each; a download.",
+        },
+    },
 )
 async def contacts(
     institution_id: uuid.UUID,
     query: Annotated[ContactsQuery, Query()],
+    request: Request,
     session: SessionDep,
     principal: Manager,
-) -> Response:
+) -> StreamingResponse:
     """Managers only: visitors who consented to share their contact details (audited)."""
-    rows = await export_contacts(
-        session, institution_id=institution_id, as_of=query.as_of, actor=principal.actor
+    export = await start_contacts_export(
+        session,
+        institution_id=institution_id,
+        actor=principal.actor,
+        as_of=query.as_of,
+        segments=query.segment,
     )
-    return csv_response(contacts_csv(rows), filename="contacts.csv")
+    return StreamingResponse(
+        stream_contacts(request.app.state.sessionmaker, export),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{export.filename}"'},
+    )
 
 
 @institution_router.get(

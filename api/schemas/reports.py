@@ -15,6 +15,7 @@ from pydantic import Field
 from api.schemas.common import RequestModel
 from reports.common import Period
 from reports.export import ExportFormat
+from reports.segments import Segment
 
 
 class ReportFormat(enum.StrEnum):
@@ -54,7 +55,13 @@ class SegmentsQuery(FormatQuery):
 
 
 class ContactsQuery(RequestModel):
-    as_of: date | None = None
+    as_of: date | None = Field(
+        default=None, description="Reference day; today in the institution's time zone if left out."
+    )
+    segment: list[Segment] = Field(
+        default_factory=list,
+        description="Only visitors in these segments (repeat for several); all if left out.",
+    )
 
 
 class PayoutQuery(FormatQuery):

@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from reports.contacts import consenting_contacts
+from reports.contacts import ContactExport, contact_batches
 from reports.segments import Segment, segments_report
 from tests.reports.dataset import Dataset, brute_contacts, brute_segments, datasets, load
 from tests.reports.segment_sources import segment_source
@@ -39,9 +39,10 @@ class TestSegments:
             }
             assert report.visitors == len(expected) == sum(s.visitors for s in report.segments)
 
-            contacts = await consenting_contacts(
-                session, institution_id=institution.id, as_of=dataset.as_of_date
+            export = ContactExport(
+                institution.id, institution.code, dataset.as_of_date, tuple(Segment)
             )
+            contacts = [c async for batch in contact_batches(session, export) for c in batch]
             member_index = {member.id: i for i, member in enumerate(loaded.members)}
             got = {member_index[c.member_id]: c.segment for c in contacts}
             assert got == brute_contacts(dataset, index)
