@@ -208,10 +208,14 @@ class TestApi:
         )
         assert csv_rows(both.content) == rows
         audit = await _audit_rows(session)
-        assert sorted((changes["as_of"], tuple(changes["segments"])) for changes, _ in audit) == [
-            ("2026-05-12", ("lapsed",)),
-            ("2026-05-12", ("lapsed", "new")),
-            ("2026-05-12", tuple(segment.value for segment in Segment)),
+        # How many members matched, counted before the first contact left.
+        assert sorted(
+            (changes["as_of"], tuple(changes["segments"]), changes["members"])
+            for changes, _ in audit
+        ) == [
+            ("2026-05-12", ("lapsed",), 1),
+            ("2026-05-12", ("lapsed", "new"), 5),
+            ("2026-05-12", tuple(segment.value for segment in Segment), 5),
         ]
         assert {actor for _, actor in audit} == {world.staff.manager_a.id}
 
