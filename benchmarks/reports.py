@@ -8,7 +8,9 @@
 Loads the programme of `membership seed --scale national` (membership/national/: 500
 institutions, 1.5 million members, about 12 million check-ins over the year before today) into
 its own database, created if absent, printing the time of each load phase; then prints the p50
-time of each report for a large, a middle and a small institution, and of the network matrix.
+time of each report for a large, a middle and a small institution, and of the network matrix;
+for the streamed contacts export, the time of its audit row's count, to its first contacts and
+to its end, and its rows.
 `--skip-load` reuses the programme already in the database; `--force` replaces it. `--factor
 0.02` gives a quick run. Targets (issue 8): institution report < 1 s, network < 60 s.
 `--rollups` first refreshes the rollups of the closed periods and closes the payout months of the
@@ -35,6 +37,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import migrations
 from membership import national
@@ -44,7 +47,7 @@ from membership.db import create_engine, create_sessionmaker
 from membership.errors import DomainError
 from reports.affinity import affinity_report, flows_report
 from reports.common import Period
-from reports.contacts import consenting_contacts
+from reports.contacts import ContactExport, count_contacts, csv_chunks
 from reports.network import network_report
 from reports.payouts import (
     MonthAlreadyClosed,
@@ -54,7 +57,7 @@ from reports.payouts import (
     payout_statement,
 )
 from reports.periods import refresh
-from reports.segments import segments_report
+from reports.segments import Segment, segments_report
 from reports.visits import visits_report
 
 SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -190,6 +193,71 @@ async def _p50(action: Callable[[], Awaitable[object]], repeat: int) -> float:
     return statistics.median(timings)
 
 
+@dataclass(frozen=True)
+class _Stream:
+    count: float
+    first_rows: float
+    whole: float
+    rows: int
+
+
+async def _contacts_stream(
+    sessions: async_sessionmaker[AsyncSession], institution_id: uuid.UUID, as_of: date
+) -> _Stream:
+    """The contacts export as its request and response run it, without the audit row (nobody
+    took the data): the count the audit row records, then when the first chunk of contacts is
+    ready (the header goes out before the query) and when the last is."""
+    export = ContactExport(institution_id, "BENCH", as_of, tuple(Segment))
+    async with sessions() as session:
+        started = time.perf_counter()
+        await count_contacts(session, export)
+        count = time.perf_counter() - started
+    async with sessions() as session:
+        started = time.perf_counter()
+        first: float | None = None
+        lines = 0
+        async for chunk in csv_chunks(session, export):
+            lines += chunk.count(b"\r\n")
+            if first is None and lines > 1:
+                first = time.perf_counter() - started
+        whole = time.perf_counter() - started
+    return _Stream(count, first if first is not None else whole, whole, lines - 1)
+
+
+CONTACT_ROWS = ("contacts (count)", "contacts (first rows)", "contacts (all rows)")
+
+
+async def _time_contacts(
+    sessions: async_sessionmaker[AsyncSession],
+    picks: dict[str, Any],
+    as_of: date,
+    repeat: int,
+    only: set[str],
+) -> None:
+    """p50 of the audit row's count and of the time to the first contacts and to the end of
+    the stream, with the row count."""
+    if only and not only & set(CONTACT_ROWS):
+        return
+    cells: list[tuple[float, float, float, int]] = []
+    for institution_id, _ in picks.values():
+        runs = [await _contacts_stream(sessions, institution_id, as_of) for _ in range(repeat)]
+        cells.append(
+            (
+                statistics.median(run.count for run in runs),
+                statistics.median(run.first_rows for run in runs),
+                statistics.median(run.whole for run in runs),
+                runs[-1].rows,
+            )
+        )
+    for name, column in zip(CONTACT_ROWS[:2], (0, 1), strict=True):
+        print(f"{name:<22}" + "".join(f"{cell[column]:>26.3f}" for cell in cells))
+    print(
+        f"{CONTACT_ROWS[2]:<22}"
+        + "".join(f"{f'{whole:.3f} ({rows:,} rows)':>26}" for *_, whole, rows in cells),
+        flush=True,
+    )
+
+
 async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
     engine = create_engine(_bench_url())
     sessions = create_sessionmaker(engine)
@@ -229,7 +297,6 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
                 s, institution_id=i, period=periods.twelve_months, k=K
             ),
             "segments": lambda s, i: segments_report(s, institution_id=i, as_of=as_of),
-            "contacts": lambda s, i: consenting_contacts(s, institution_id=i, as_of=as_of),
             "payout (year)": lambda s, i: payout_statement(
                 s, year=periods.payout_year, currency="EUR", timezone=ZONE, institution_id=i
             ),
@@ -250,6 +317,7 @@ async def _time_reports(repeat: int, periods: _Periods, only: set[str]) -> None:
                         )
                     )
             print(f"{name:<22}" + "".join(f"{c:>26.3f}" for c in cells), flush=True)
+        await _time_contacts(sessions, picks, as_of, repeat, only)
         for name, network_period in (
             ("network (year)", period),
             ("network (quarter)", periods.quarter),
