@@ -27,7 +27,7 @@ from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.models import Member
 from reports.common import analytic_memory, get_institution
-from reports.csv import _text as spreadsheet_text
+from reports.csv import BOM, spreadsheet_text
 from reports.segments import Segment, segment_rows
 
 # Rows fetched and rendered at a time: bounds the memory of an export (a few megabytes).
@@ -44,10 +44,6 @@ COLUMNS = (
     "last_visit",
     "share_contact_at",
 )
-
-# A byte-order mark, because Excel opens a CSV without one in the Windows code page and
-# garbles every accented name (as in reports/export.py).
-_BOM = "\ufeff"
 
 
 class ContactRow(NamedTuple):
@@ -200,7 +196,7 @@ async def csv_chunks(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    yield (_BOM + buffer.getvalue()).encode()
+    yield (BOM + buffer.getvalue()).encode()
     async for batch in contact_batches(session, export, fetch_rows=fetch_rows):
         buffer.seek(0)
         buffer.truncate()

@@ -22,7 +22,14 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 Cell = str | int | float | bool | date | datetime | None
 
 
-def _text(value: Cell) -> str:
+# A byte-order mark opens every exported file: Excel opens a CSV without one in the Windows code
+# page (cp1252 in the Netherlands) and garbles every accented name; pandas, Power BI and
+# Python's `utf-8-sig` all read the mark as what it is.
+BOM = "\ufeff"
+
+
+def spreadsheet_text(value: Cell) -> str:
+    """A cell as text a spreadsheet shows as typed: a value starting like a formula is quoted."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -38,7 +45,7 @@ def render(header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
-    writer.writerows([_text(value) for value in row] for row in rows)
+    writer.writerows([spreadsheet_text(value) for value in row] for row in rows)
     return buffer.getvalue()
 
 

@@ -37,7 +37,7 @@ from membership.errors import DomainError
 from membership.models import Checkin, Product, Venue
 from membership.settings import Settings
 from reports.common import Period, counted_visits, get_institution
-from reports.csv import _text as spreadsheet_text
+from reports.csv import BOM, spreadsheet_text
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -241,12 +241,6 @@ async def visit_batches(
         await result.close()
 
 
-# A byte-order mark, because Excel opens a CSV without one in the Windows code page (cp1252 in
-# the Netherlands) and garbles every accented venue name; pandas, Power BI and Python's
-# `utf-8-sig` all read the mark as what it is.
-_BOM = "\ufeff"
-
-
 # The text columns hold few distinct values (venues, products, bands, regions), so their
 # spreadsheet-safe form is computed once per value instead of once per row.
 _few_values_text = functools.lru_cache(maxsize=4096)(spreadsheet_text)
@@ -274,7 +268,7 @@ async def csv_chunks(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    yield (_BOM + buffer.getvalue()).encode()
+    yield (BOM + buffer.getvalue()).encode()
     async for batch in visit_batches(session, export, fetch_rows=fetch_rows):
         buffer.seek(0)
         buffer.truncate()
