@@ -7,6 +7,7 @@ position does not hint at their size.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -235,7 +236,7 @@ async def flows_report(
         k=k,
     )
     if stored is not None:
-        return stored
+        return await _named_as_now(session, stored)
     await get_institution(session, institution_id)
     # JIT off and room to hash a large institution's visits: with the server defaults the
     # join's compilation alone took about 4 s of a national year (EXPLAIN ANALYZE).
@@ -324,6 +325,36 @@ async def flows_reports(
         )
         for institution_id, rows in found.items()
     }
+
+
+async def _named_as_now(session: AsyncSession, report: FlowsReport) -> FlowsReport:
+    """A stored report with the other institutions' codes and names of today, ranked again:
+    one renamed since the period was computed reads as the live report would show it."""
+    ids = {row.institution_id for row in (*report.before, *report.after)}
+    if not ids:
+        return report
+    names = {
+        institution_id: (code, name)
+        for institution_id, code, name in await session.execute(
+            select(Institution.id, Institution.code, Institution.name).where(
+                Institution.id.in_(ids)
+            )
+        )
+    }
+
+    def renamed(rows: list[FlowRow]) -> list[FlowRow]:
+        return _ranked_flows(
+            [
+                dataclasses.replace(
+                    row,
+                    institution_code=names[row.institution_id][0],
+                    institution_name=names[row.institution_id][1],
+                )
+                for row in rows
+            ]
+        )
+
+    return dataclasses.replace(report, before=renamed(report.before), after=renamed(report.after))
 
 
 def _ranked_flows(rows: list[FlowRow]) -> list[FlowRow]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -136,7 +137,7 @@ async def visits_report(
         k=k,
     )
     if stored is not None:
-        return stored
+        return await _coded_as_now(session, stored)
     institution = await get_institution(session, institution_id)
     await rollups.apply_pending(session)
     await analytic_memory(session)
@@ -386,18 +387,37 @@ def _buckets(
     return [TimeBucket(start, visits[start], visitors[start]) for start in sorted(visits)]
 
 
+async def _product_codes(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return dict(
+        (await session.execute(select(Product.id, Product.code).where(Product.id.in_(ids)))).all()
+    )
+
+
+def _ranked_mix(mix: Iterable[ProductMix]) -> list[ProductMix]:
+    return sorted(mix, key=lambda p: (-p.visits, p.product_code or "~"))
+
+
 async def _product_mix(
     session: AsyncSession, visits: dict[uuid.UUID, int], visitors: dict[uuid.UUID, int]
 ) -> list[ProductMix]:
-    ids = [p for p in visits if p != NO_PRODUCT]
-    codes = dict(
-        (await session.execute(select(Product.id, Product.code).where(Product.id.in_(ids)))).all()
-    )
-    mix = (
+    codes = await _product_codes(session, (p for p in visits if p != NO_PRODUCT))
+    return _ranked_mix(
         ProductMix(None if p == NO_PRODUCT else p, codes.get(p), n, visitors.get(p, 0))
         for p, n in visits.items()
     )
-    return sorted(mix, key=lambda p: (-p.visits, p.product_code or "~"))
+
+
+async def _coded_as_now(session: AsyncSession, report: VisitsReport) -> VisitsReport:
+    """A stored report with today's product codes, ranked again: a product recoded since the
+    period was computed reads as the live report would show it."""
+    codes = await _product_codes(
+        session, (p.product_id for p in report.product_mix if p.product_id is not None)
+    )
+    mix = (
+        dataclasses.replace(p, product_code=codes.get(p.product_id) if p.product_id else None)
+        for p in report.product_mix
+    )
+    return dataclasses.replace(report, product_mix=_ranked_mix(mix))
 
 
 def _breakdown(

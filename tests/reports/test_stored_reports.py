@@ -49,6 +49,7 @@ from tests.factories import (
     create_checkin,
     create_institution,
     create_member,
+    create_product,
     create_venue,
 )
 from tests.helpers import create_staff_world
@@ -372,6 +373,42 @@ class TestStaleness:
         visits, flows = await _reports(session, world)
         assert (visits.source, flows.source) == ("stored", "stored")
         assert (await _reports(session, world, period=STANDARD["april"]))[0].source == "live"
+
+    async def test_labels_read_as_they_are_now(
+        self, session: AsyncSession, engine: AsyncEngine
+    ) -> None:
+        world = await _march(session)
+        card, museum = (
+            await create_product(session, code="CARD"),
+            await create_product(session, code="MUSEUM"),
+        )
+        for product, visitors in ((card, 2), (museum, 1)):
+            for _ in range(visitors):
+                await create_checkin(
+                    session,
+                    venue=world.venue_a,
+                    member=await create_member(session),
+                    scanned_at=datetime(2026, 3, 11, 9, tzinfo=UTC),
+                    product=product,
+                )
+        await _refreshed(session, engine)
+        card.code, museum.code = "ZCARD", "AMUSEUM"
+        world.b.code, world.b.name = "NEWB", "Museum B, renamed"
+        await session.commit()
+        visits, flows = await _reports(session, world)
+        assert (visits.source, flows.source) == ("stored", "stored")
+        assert [(p.product_code, p.visits) for p in visits.product_mix] == [
+            (None, 3),
+            ("ZCARD", 2),
+            ("AMUSEUM", 1),
+        ]
+        assert [(r.institution_code, r.institution_name) for r in flows.after] == [
+            ("NEWB", "Museum B, renamed")
+        ]
+        live = await _reports(session, world, k=K + 1)
+        assert [p.product_code for p in live[0].product_mix] == [
+            p.product_code for p in visits.product_mix
+        ]
 
     async def test_another_k_is_counted_live(
         self, session: AsyncSession, engine: AsyncEngine
