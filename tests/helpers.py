@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,3 +81,49 @@ async def create_staff_world(session: AsyncSession) -> StaffWorld:
         manager_b=manager_b,
         headers=headers,
     )
+
+
+async def asgi_get(
+    app: FastAPI,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    on_first_body: Callable[[], Awaitable[None]] | None = None,
+) -> list[MutableMapping[str, Any]]:
+    """Every message the app sends for one GET, as a server would receive them. With
+    `on_first_body` the client reads the first chunk of the body (calling it as the chunk
+    arrives) and then goes away; without, it stays to the end."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+    }
+    messages: list[MutableMapping[str, Any]] = []
+    requested = False
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        messages.append(message)
+        if on_first_body and message["type"] == "http.response.body" and not gone.is_set():
+            await on_first_body()
+            gone.set()
+
+    await app(scope, receive, send)
+    return messages

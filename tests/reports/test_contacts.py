@@ -4,11 +4,10 @@ only managers of the institution get it."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from reports import contacts
 from reports.contacts import COLUMNS, ContactExport, csv_chunks
 from reports.segments import Segment
 from tests.factories import create_checkin, create_member, create_venue
-from tests.helpers import StaffWorld, assert_problem, create_staff_world
+from tests.helpers import StaffWorld, asgi_get, assert_problem, create_staff_world
 from tests.reports.dataset import Dataset, Loaded, brute_contacts, datasets, load, records
 
 EXAMPLES = hypothesis_settings(
@@ -259,52 +258,6 @@ class TestApi:
         assert await _audit_rows(session) == []
 
 
-async def _asgi_get(
-    app: FastAPI,
-    path: str,
-    query: str,
-    headers: dict[str, str],
-    on_first_body: Callable[[], Awaitable[None]] | None = None,
-) -> list[MutableMapping[str, Any]]:
-    """Every message the app sends for one GET, as a server would receive them. With
-    `on_first_body` the client reads the first chunk of the body (calling it as the chunk
-    arrives) and then goes away; without, it stays to the end."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-    }
-    messages: list[MutableMapping[str, Any]] = []
-    requested = False
-    gone = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        messages.append(message)
-        if on_first_body and message["type"] == "http.response.body" and not gone.is_set():
-            await on_first_body()
-            gone.set()
-
-    await app(scope, receive, send)
-    return messages
-
-
 class TestStreaming:
     async def test_the_audit_row_is_committed_before_the_first_chunk(
         self, session: AsyncSession, app: FastAPI, monkeypatch: pytest.MonkeyPatch
@@ -317,7 +270,7 @@ class TestStreaming:
             # Another connection than the app's: it sees only what is committed.
             seen.append(len(await _audit_rows(session)))
 
-        messages = await _asgi_get(
+        messages = await asgi_get(
             app,
             _url(world.a),
             f"as_of={DAY.isoformat()}",
@@ -332,7 +285,7 @@ class TestStreaming:
     ) -> None:
         world = await _world(session)
         monkeypatch.setattr(contacts, "FETCH_ROWS", 2)
-        messages = await _asgi_get(
+        messages = await asgi_get(
             app, _url(world.a), f"as_of={DAY.isoformat()}", world.staff.headers["manager_a"]
         )
         assert messages[0]["status"] == 200

@@ -3,13 +3,12 @@ the response is streamed, and only managers of the institution get it."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import hmac
 import io
 import uuid
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,7 +45,7 @@ from tests.factories import (
     create_product,
     create_venue,
 )
-from tests.helpers import StaffWorld, assert_problem, create_staff_world
+from tests.helpers import StaffWorld, asgi_get, assert_problem, create_staff_world
 from tests.reports.dataset import Dataset, Loaded, age, band_of, datasets, load, visits_of
 
 SECRET = "a test secret of at least thirty-two characters"
@@ -513,44 +512,6 @@ class TestApi:
             assert_problem(response, 503, "export-secret-missing")
 
 
-async def _asgi_get(
-    app: FastAPI, path: str, query: str, headers: dict[str, str]
-) -> list[MutableMapping[str, Any]]:
-    """Every message the app sends for one GET, as a server would receive them."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-    }
-    messages: list[MutableMapping[str, Any]] = []
-    requested = False
-    never = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        # The client stays connected: the response's disconnect listener waits here.
-        await never.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
-    return messages
-
-
 class TestStreaming:
     async def test_a_long_export_arrives_in_several_chunks(
         self, session: AsyncSession, app: FastAPI
@@ -578,7 +539,7 @@ class TestStreaming:
             ],
         )
         await session.commit()
-        messages = await _asgi_get(
+        messages = await asgi_get(
             app,
             _url(world.institution_a),
             "start=2026-05-01&end=2026-05-31",
