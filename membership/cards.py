@@ -26,6 +26,7 @@ from membership.models import (
     Card,
     CardRevocation,
     CardStatus,
+    Member,
     Membership,
     MembershipStatus,
     TermStatus,
@@ -62,6 +63,18 @@ class MembershipNotActive(Conflict):
 class NotAHolder(Conflict):
     code = "not-a-holder"
     title = "This member does not hold this membership"
+
+
+class HolderErased(Conflict):
+    code = "holder-erased"
+    title = "The holder has been erased; their cards stay blocked"
+
+
+def _ensure_not_erased(holder: Member) -> None:
+    """An erased member's cards were blocked for good: a card that admitted again would count
+    visits for nobody (the member has no visitor key) and bring the person back."""
+    if holder.erased_at is not None:
+        raise HolderErased(member_id=str(holder.id))
 
 
 class PhotoRequired(Conflict):
@@ -124,8 +137,10 @@ async def _membership_for_issue(
         raise NotFound("No such membership.", membership_id=str(membership_id))
     if membership.status not in _ISSUABLE:
         raise MembershipNotActive(membership_status=membership.status.value)
-    if all(holder.id != member_id for holder in membership.holders):
+    holder = next((holder for holder in membership.holders if holder.id == member_id), None)
+    if holder is None:
         raise NotAHolder()
+    _ensure_not_erased(holder)
     return membership
 
 
@@ -375,6 +390,7 @@ async def unblock(
         raise CardStateConflict(
             "Only a blocked card can be unblocked.", card_status=card.status.value
         )
+    _ensure_not_erased(card.member)
     if card.membership is None or card.membership.status not in _ISSUABLE:
         raise MembershipNotActive()
     if card.membership_id is not None and await _live_card(
@@ -410,6 +426,7 @@ async def report_lost(
     card = await get_card(session, card_id=card_id)
     if not card.is_live and card.status != CardStatus.BLOCKED:
         raise CardStateConflict("This card is no longer in use.", card_status=card.status.value)
+    _ensure_not_erased(card.member)
     if card.membership is None or card.membership.status not in _ISSUABLE:
         raise MembershipNotActive()
     new_status = CardStatus.TEMPORARY if card.visit_limit is not None else CardStatus.ACTIVE

@@ -43,6 +43,7 @@ from membership.payments.provider import CheckoutRequest, CheckoutState, Payment
 from membership.settings import Settings
 
 PAYMENTS_ACTOR = Actor(label="payments")
+MEMBER_ACTOR = Actor(label="member")
 _REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 _APPLIED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 # Why the cards of a membership whose current term was refunded, with a later term paid, are
@@ -402,7 +403,9 @@ async def _issue_missing_cards(
         )
     }
     for holder in membership.holders:
-        if holder.id not in live:
+        # An erased holder gets no new card: a renewal paid by a co-holder must not bring back
+        # a card, and with it visits, for a person who is gone (membership.erasure).
+        if holder.id not in live and holder.erased_at is None:
             live[holder.id] = await cards.issue(
                 session,
                 membership_id=membership.id,
@@ -782,16 +785,23 @@ async def start_renewal(
 
 
 async def stop_auto_renew(
-    session: AsyncSession, *, provider: PaymentProvider, membership: Membership
+    session: AsyncSession,
+    *,
+    provider: PaymentProvider,
+    membership: Membership,
+    actor: Actor = MEMBER_ACTOR,
 ) -> Membership:
-    """Cancel the subscription at the provider; the paid term runs to its end."""
+    """Cancel the subscription at the provider; the paid term runs to its end.
+
+    The member's own choice, or the operator's when erasing a holder (membership.erasure).
+    """
     if membership.provider_subscription_id and membership.auto_renew:
         await provider.cancel_subscription(membership.provider_subscription_id)
     if membership.auto_renew:
         membership.auto_renew = False
         await audit.record(
             session,
-            actor=Actor(label="member"),
+            actor=actor,
             action="membership.auto_renew_off",
             entity_type="membership",
             entity_id=membership.id,
