@@ -18,6 +18,7 @@ from api.routers import (
     scanner_sync,
     staff_users,
 )
+from api.routers.admin_members import router as admin_members_router
 from api.routers.cards import router as cards_router
 from api.routers.failed_work import router as failed_work_router
 from api.routers.keys import router as keys_router
@@ -76,5 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(members_router)
     app.include_router(failed_work_router)
+    app.include_router(admin_members_router)
     app.include_router(pages_router)
     return app

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, EmailStr, StringConstraints
 
 from api.schemas.common import PatchModel, RequestModel
+from membership.erasure import Erasure
 from membership.models import Member, Membership, Receipt
 
 
@@ -115,3 +116,16 @@ class MemberUpdate(PatchModel):
     language: Literal["en", "nl"] | None = None
     marketing_opt_in: bool | None = None
     share_contact: bool | None = None
+
+
+class MemberErasureRead(BaseModel):
+    """`erased_now` is false when the member had been erased before: nothing changed, and
+    `erased_at` is the first erasure's time."""
+
+    member_id: uuid.UUID
+    erased_at: datetime
+    erased_now: bool
+
+    @classmethod
+    def of(cls, done: Erasure) -> MemberErasureRead:
+        return cls(member_id=done.member_id, erased_at=done.erased_at, erased_now=done.erased_now)
