@@ -313,7 +313,7 @@ def jobs_run(
         ),
     ] = None,
 ) -> None:
-    """Drain provider events and the outbox, move memberships on, send reminders.
+    """Drain provider events and the outbox, move memberships on, send reminders, cut old links.
 
     Safe to run on several machines at once: no two runners do the same work.
     """

@@ -1,4 +1,5 @@
-"""The job runner: provider events, the e-mail outbox, membership standing and reminders.
+"""The job runner: provider events, the e-mail outbox, membership standing, reminders and the
+retention cut.
 
 It is the only place outside HTTP requests that commits. Any number of runners may run at
 once: events and mails are claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a conditional
@@ -19,7 +20,7 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from membership import cards, memberships, outbox, renewals
+from membership import cards, memberships, outbox, renewals, retention
 from membership.audit import Actor
 from membership.clock import local_date, utcnow
 from membership.models import Membership, MembershipStatus, Product
@@ -49,6 +50,9 @@ class PassReport:
     expired: int
     reminders: int
     renewals_charged: int = 0
+    # Member links removed by the retention cut (rule 5): from check-ins and visitor rows.
+    links_cut_checkins: int = 0
+    links_cut_visitors: int = 0
     # Work that used all its attempts and waits for the operator (never silently dropped).
     failed_events: int = 0
     failed_mails: int = 0
@@ -60,7 +64,9 @@ class PassReport:
         line = (
             f"events {self.events}, mails sent {self.mails_sent}, in grace {self.in_grace}, "
             f"expired {self.expired}, reminders {self.reminders}, "
-            f"renewals charged {self.renewals_charged}"
+            f"renewals charged {self.renewals_charged}, "
+            f"links cut: check-ins {self.links_cut_checkins}, "
+            f"visitor rows {self.links_cut_visitors}"
         )
         if self.failed_events or self.failed_mails:
             line += (
@@ -211,7 +217,8 @@ async def run_once(
 ) -> PassReport:
     """One pass: renewals the provider leaves to us, then events (they may activate or extend
     memberships), then standing and cards (a paid term that starts after a refunded one
-    unblocks them), then mail; last, what has given up, for the report.
+    unblocks them), then mail, then the retention cut (after the mail, so that a first cut of
+    years of history delays nobody's e-mail); last, what has given up, for the report.
 
     Without a `provider` the pass makes the one the settings name, and closes it after.
     """
@@ -232,6 +239,7 @@ async def run_once(
         await session.commit()
     reminders = await send_reminders(sessionmaker, settings=settings, now=now)
     sent = await outbox.send_due(sessionmaker, settings=settings, now=now)
+    cut = await retention.cut_links(sessionmaker, settings=settings, now=now)
     async with sessionmaker() as session:
         failed_events, event_rows = await events.given_up(session, limit=REPORT_IDS)
         failed_mails, mail_rows = await outbox.given_up(session, limit=REPORT_IDS)
@@ -243,6 +251,8 @@ async def run_once(
         expired=expired,
         reminders=reminders,
         renewals_charged=charged,
+        links_cut_checkins=cut.checkins,
+        links_cut_visitors=cut.visitors,
         failed_events=failed_events,
         failed_mails=failed_mails,
         failed_event_ids=tuple(row.id for row in event_rows),

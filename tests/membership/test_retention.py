@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from membership import retention
+from membership import jobs, retention
 from membership.db import create_sessionmaker
 from membership.models import (
     Checkin,
@@ -336,3 +336,22 @@ async def test_every_report_gives_the_same_figures(
     async with sessionmaker() as reading:
         after = await every_report(reading, world)
     assert after == before
+
+
+async def test_the_job_runner_reports_the_cut(
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    retention_settings: Settings,
+) -> None:
+    await programme(session)
+    async with sessionmaker() as before:
+        expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
+        rows = await visitor_rows(before)
+    stale = sum(1 for row in rows.values() if row[-1] is not None and row[-1] < CUT_OFF)
+
+    report = await jobs.run_once(sessionmaker, settings=retention_settings, now=NOW)
+
+    assert (report.links_cut_checkins, report.links_cut_visitors) == (expected, stale)
+    assert f"links cut: check-ins {expected}, visitor rows {stale}" in report.summary()
+    again = await jobs.run_once(sessionmaker, settings=retention_settings, now=NOW)
+    assert (again.links_cut_checkins, again.links_cut_visitors) == (0, 0)
