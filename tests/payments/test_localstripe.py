@@ -452,3 +452,31 @@ async def test_operator_refund_and_its_echo_at_the_same_instant_book_one_refund(
     assert await _count(session, MembershipTerm, MembershipTerm.status == "refunded") == 1
     refunded = await _renewal_payment(session)
     assert refunded.refunded_minor == 7500
+
+
+async def test_erasing_a_subscriber_cancels_the_subscription_at_stripe(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    stripe_api: httpx.Client,
+    app: FastAPI,
+    settings: Settings,
+) -> None:
+    completed, membership = await _subscribed(session, client, stripe_api, app, settings)
+    operator = await create_staff_user(session, role=StaffRole.OPERATOR_ADMIN)
+    headers = await auth_headers(session, staff_user=operator)
+    holder = await session.scalar(select(Card.member_id).where(Card.membership_id == membership.id))
+    await session.commit()
+
+    erased = await client.post(f"/v1/admin/members/{holder}/erasure", headers=headers)
+
+    assert erased.status_code == 200, erased.text
+    subscription = stripe_api.get(f"/v1/subscriptions/{completed['subscription']}").json()
+    assert subscription["status"] == "canceled"
+    # Stripe's own word of the cancellation is handled like any other, for a member now erased.
+    assert "customer.subscription.deleted" in await _deliver_events(stripe_api, client)
+    assert await _count(session, WebhookEvent, WebhookEvent.processed_at.is_(None)) == 0
+    auto_renew = await session.scalar(
+        select(Membership.auto_renew).where(Membership.id == membership.id)
+    )
+    await session.commit()
+    assert auto_renew is False
