@@ -123,6 +123,7 @@ _CARD = select(
     _member.c.photo_path,
     _member.c.birth_date,
     _member.c.postal_code,
+    _member.c.erased_at,
     _membership.c.status.label("membership_status"),
     _membership.c.product_id,
     _product.c.name.label("product_name"),
@@ -217,6 +218,7 @@ class _DoorCard:
     photo_path: str | None
     birth_date: date | None
     postal_code: str | None
+    erased: bool
     membership_status: MembershipStatus | None
     product_id: uuid.UUID | None
     product_name: str | None
@@ -242,6 +244,7 @@ class _DoorCard:
             photo_path=row.photo_path,
             birth_date=row.birth_date,
             postal_code=row.postal_code,
+            erased=row.erased_at is not None,
             membership_status=row.membership_status,
             product_id=row.product_id,
             product_name=row.product_name,
@@ -401,14 +404,17 @@ async def record_scan(
         else:
             admitted_before = door.admitted_today
             decision, flagged = _offline_stands(scan, decide(door.facts), door.facts)
+        # An erased holder's card is blocked, but a scanner that was offline may not know yet:
+        # its scan keeps no link to the person, as erasure left their earlier visits (rule 5).
+        linked = card is not None and not card.erased
         values: dict[str, Any] = {
             "client_scan_id": scan.client_scan_id,
             "device_id": device.id,
             "institution_id": institution.id,
             "venue_id": device.venue_id,
-            "card_id": card.id if card else None,
+            "card_id": card.id if card and linked else None,
             "card_version": scanned_version,
-            "member_id": card.member_id if card else None,
+            "member_id": card.member_id if card and linked else None,
             "visitor_key": card.visitor_key if card else None,
             "product_id": card.product_id if card else None,
             "scanned_at": scan.scanned_at,

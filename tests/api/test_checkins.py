@@ -21,11 +21,14 @@ from membership.models import (
     Device,
     Member,
     MembershipStatus,
+    StaffRole,
 )
 from membership.settings import Settings
 from tests.api.conftest import Door, holder
 from tests.factories import (
+    auth_headers,
     create_institution,
+    create_staff_user,
     create_venue,
 )
 
@@ -408,3 +411,40 @@ class TestOfflineRefusals:
             stored,
             False,
         )
+
+
+class TestErasedHolder:
+    async def test_a_late_offline_scan_of_the_card_keeps_no_link_to_the_person(
+        self, door: Door
+    ) -> None:
+        # The scanner was offline when the operator erased the holder: it admitted the card
+        # and uploads the scan afterwards. The visit counts, but carries nobody (rule 5).
+        card = await holder(door.session)
+        operator = await create_staff_user(door.session, role=StaffRole.OPERATOR_ADMIN)
+        headers = await auth_headers(door.session, staff_user=operator)
+        await door.session.commit()
+        erased = await door.client.post(
+            f"/v1/admin/members/{card.member_id}/erasure", headers=headers
+        )
+        assert erased.status_code == 200, erased.text
+        response = await door.client.post(
+            "/v1/checkins/batch",
+            json={
+                "items": [
+                    {
+                        "code": door.qr(card),
+                        "client_scan_id": "offline-after-erasure",
+                        "scanned_at": (utcnow() - timedelta(minutes=5)).isoformat(),
+                        "offline_result": "admitted",
+                        "offline_reason": "ok",
+                    }
+                ]
+            },
+            headers=door.device,
+        )
+        assert response.status_code == 200, response.text
+        online = await door.scan(door.qr(card))
+        assert online["result"] == "refused"
+        rows = (await door.session.execute(select(Checkin.member_id, Checkin.card_id))).all()
+        assert len(rows) == 2
+        assert set(rows) == {(None, None)}
