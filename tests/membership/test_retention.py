@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
@@ -295,6 +296,36 @@ class TestCut:
         assert cut.checkins == expected
         # Full batches until the last, which is short (empty when the count divides by 3).
         assert batches == [3] * (expected // 3) + [expected % 3]
+        async with sessionmaker() as after:
+            assert all(
+                linked == (day >= CUT_OFF) for day, linked in await links(after) if day != UNLINKED
+            )
+            assert await visitor_rows(after) == await brute_visitor_rows(after)
+
+    async def test_racing_runners_cut_each_link_once(
+        self,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        retention_settings: Settings,
+        backend: str,
+    ) -> None:
+        if backend != "postgresql":
+            pytest.skip("SQLite has one writer at a time: this race needs row locks")
+        await programme(session)
+        async with sessionmaker() as before:
+            expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
+            rows = await visitor_rows(before)
+        stale = sum(1 for row in rows.values() if row[-1] is not None and row[-1] < CUT_OFF)
+        cuts = await asyncio.gather(
+            *(
+                retention.cut_links(
+                    sessionmaker, settings=retention_settings, now=NOW, batch_size=2
+                )
+                for _ in range(4)
+            )
+        )
+        assert sum(cut.checkins for cut in cuts) == expected
+        assert sum(cut.visitors for cut in cuts) == stale
         async with sessionmaker() as after:
             assert all(
                 linked == (day >= CUT_OFF) for day, linked in await links(after) if day != UNLINKED
