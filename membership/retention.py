@@ -1,9 +1,10 @@
 """The retention cut (DESIGN.md rule 5): after `retention_days` a visit loses its member link.
 
 Visit history is personal data. A check-in keeps its pseudonymous visitor key, age band and
-region, which every report counts by, and loses `member_id`, the link to the person; so no
-figure changes, while the contact list and the renewal segment, which need the person, no
-longer find visitors whose links are all older than the cut-off (docs/reports.md, "Retention").
+region, which every report counts by, and loses `member_id` and `card_id`, the links to the
+person (a card names its holder); so no figure changes, while the contact list and the renewal
+segment, which need the person, no longer find visitors whose links are all older than the
+cut-off (docs/reports.md, "Retention").
 
 The cut runs in bounded batches, each its own short transaction: a report refresh waits for
 every transaction that holds the check-ins' write lock (`reports.periods.high_water`), so one
@@ -89,7 +90,8 @@ async def cut_batch(
             update(Checkin)
             # The link may have gone meanwhile (an erasure): it is then not counted again.
             .where(Checkin.id.in_(oldest.scalar_subquery()), Checkin.member_id.is_not(None))
-            .values(member_id=None)
+            # The card names its holder as well, so it goes with the member link.
+            .values(member_id=None, card_id=None)
             .returning(Checkin.institution_id, Checkin.visitor_key, Checkin.local_date)
             .execution_options(synchronize_session=False)
         )

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from membership import jobs, retention
 from membership.db import create_sessionmaker
 from membership.models import (
+    Card,
     Checkin,
     CheckinResult,
     ClearingModel,
@@ -33,6 +34,7 @@ from reports.payouts import PayoutStatement, payout_statement
 from reports.segments import segments_report
 from reports.visits import VisitsReport, visits_report
 from tests.factories import (
+    create_card,
     create_checkin,
     create_institution,
     create_member,
@@ -72,6 +74,7 @@ class Programme:
     institutions: list[Institution]
     venues: list[Venue]
     members: list[Member]
+    cards: list[Card]
     products: list[Product]
     counted: set[tuple[int, int, date]]
 
@@ -100,6 +103,7 @@ class Programme:
             session,
             venue=self.venues[place],
             member=self.members[member],
+            card=self.cards[member] if kw.get("linked", True) else None,
             scanned_at=moment,
             timezone=zone,
             result=result,
@@ -125,7 +129,8 @@ async def programme(session: AsyncSession) -> Programme:
         for i in range(13)
     ]
     session.add(ClearingPolicy(valid_from=date(2020, 1, 1), model=ClearingModel.TARIFF))
-    world = Programme(institutions, venues, members, products, set())
+    cards = [await create_card(session, member=member, membership=None) for member in members]
+    world = Programme(institutions, venues, members, cards, products, set())
     for i in range(12):
         for j in range(6):
             place = (i + j) % 3
@@ -159,8 +164,15 @@ async def programme(session: AsyncSession) -> Programme:
 
 
 async def links(session: AsyncSession) -> list[tuple[date, bool]]:
-    rows = await session.execute(select(Checkin.local_date, Checkin.member_id.is_not(None)))
-    return sorted((day, bool(linked)) for day, linked in rows)
+    """Each check-in's day and whether it still links to its member; the card, which names
+    the member too, goes with the member link."""
+    rows = (
+        await session.execute(
+            select(Checkin.local_date, Checkin.member_id.is_not(None), Checkin.card_id.is_not(None))
+        )
+    ).all()
+    assert all(member == card for _, member, card in rows)
+    return sorted((day, bool(linked)) for day, linked, _ in rows)
 
 
 async def every_report(session: AsyncSession, world: Programme) -> dict[str, object]:
