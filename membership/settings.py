@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     photo_dir: Path = Path("./var/photos")
     token_ttl_hours: int = Field(default=12, ge=1, le=24 * 90)
     suppression_k: int = Field(default=10, ge=1)
-    retention_days: int = Field(default=3 * 365, ge=30)
+    # Days a visit keeps its member and card links (membership/retention.py). More than a
+    # temporary card's 31 days (cards.TEMPORARY_DAYS): the door counts its visits by card.
+    retention_days: int = Field(default=3 * 365, ge=32)
     # Keys the visitor ids of the visit export (docs/reports.md, "Export"): changing it changes
     # every id, so set it once per deployment. Unset, only SQLite (the embedded development
     # database) falls back to a fixed development key; on PostgreSQL the export refuses to run.

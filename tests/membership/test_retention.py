@@ -9,10 +9,12 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from membership import jobs, retention
+from membership.cards import TEMPORARY_DAYS
 from membership.db import create_sessionmaker
 from membership.models import (
     Card,
@@ -43,10 +45,11 @@ from tests.factories import (
 )
 from tests.visitor_rows import brute_visitor_rows, visitor_rows
 
-# 00:30 on 1 June in Amsterdam, the programme's zone, while still 31 May in UTC: with 30 days
-# of retention the cut-off is 2 May, where a UTC "today" would give 1 May.
-NOW = datetime(2026, 5, 31, 22, 30, tzinfo=UTC)
-RETENTION_DAYS = 30
+# 00:30 on 3 June in Amsterdam, the programme's zone, while still 2 June in UTC: with 32 days
+# of retention (the least the settings allow) the cut-off is 2 May, where a UTC "today" would
+# give 1 May.
+NOW = datetime(2026, 6, 2, 22, 30, tzinfo=UTC)
+RETENTION_DAYS = 32
 CUT_OFF = date(2026, 5, 2)
 PERIOD = Period(date(2026, 4, 1), date(2026, 5, 31))
 ZONES = ("Europe/Amsterdam", "America/New_York", "Asia/Kolkata")
@@ -398,3 +401,10 @@ async def test_the_job_runner_reports_the_cut(
     assert f"links cut: check-ins {expected}, visitor rows {stale}" in report.summary()
     again = await jobs.run_once(sessionmaker, settings=retention_settings, now=NOW)
     assert (again.links_cut_checkins, again.links_cut_visitors) == (0, 0)
+
+
+def test_the_retention_period_outlasts_a_temporary_card() -> None:
+    # The door counts a temporary card's visits by the card link, which the cut removes.
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, retention_days=TEMPORARY_DAYS)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, retention_days=RETENTION_DAYS).retention_days == 32  # type: ignore[call-arg]
