@@ -20,10 +20,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, select, tuple_, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from membership.clock import local_date
@@ -84,12 +83,21 @@ async def cut_batch(
     if from_day is not None:
         oldest = oldest.where(Checkin.local_date >= from_day)
     # SKIP LOCKED: a second runner takes the next rows instead of waiting for these.
-    oldest = oldest.order_by(Checkin.local_date).limit(limit).with_for_update(skip_locked=True)
+    # Materialized: as a plain subquery PostgreSQL may run it again for rows of the update
+    # (a nested-loop semi-join), and a second run of a LIMIT with SKIP LOCKED need not pick
+    # the same rows, so a batch came out short and the pass ended early (seen in CI).
+    batch = (
+        oldest.order_by(Checkin.local_date)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("oldest")
+        .prefix_with("MATERIALIZED")
+    )
     rows = (
         await session.execute(
             update(Checkin)
             # The link may have gone meanwhile (an erasure): it is then not counted again.
-            .where(Checkin.id.in_(oldest.scalar_subquery()), Checkin.member_id.is_not(None))
+            .where(Checkin.id.in_(select(batch.c.id)), Checkin.member_id.is_not(None))
             # The card names its holder as well, so it goes with the member link.
             .values(member_id=None, card_id=None)
             .returning(Checkin.institution_id, Checkin.visitor_key, Checkin.local_date)
@@ -114,21 +122,26 @@ async def _unlink_visitors(
     if not keys:
         return 0
     key = tuple_(_VISITORS.c.institution_id, _VISITORS.c.visitor_key)
+    # Materialized, as the batch is: locked once, in key order, not again per row updated.
     stale = (
         select(_VISITORS.c.institution_id, _VISITORS.c.visitor_key)
         .where(key.in_(sorted(keys)), _VISITORS.c.linked_on < before)
         .order_by(_VISITORS.c.institution_id, _VISITORS.c.visitor_key)
         .with_for_update()
+        .cte("stale")
+        .prefix_with("MATERIALIZED")
     )
-    result = cast(
-        CursorResult[Any],
-        await session.execute(
-            update(_VISITORS)
-            .where(key.in_(stale), _VISITORS.c.linked_on < before)
-            .values(member_id=None, linked_on=None)
-        ),
+    # Counted from RETURNING: SQLite reports no row count for an UPDATE that opens with WITH.
+    cleared = await session.execute(
+        update(_VISITORS)
+        .where(
+            key.in_(select(stale.c.institution_id, stale.c.visitor_key)),
+            _VISITORS.c.linked_on < before,
+        )
+        .values(member_id=None, linked_on=None)
+        .returning(_VISITORS.c.visitor_key)
     )
-    return result.rowcount
+    return len(cleared.all())
 
 
 async def cut_links(
