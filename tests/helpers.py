@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membership.clock import utcnow
 from membership.models import Base, Institution, StaffRole, StaffUser
 from tests import factories
 
@@ -127,3 +130,17 @@ async def asgi_get(
 
     await app(scope, receive, send)
     return messages
+
+
+def one_local_day(zone: str, *, hours: float) -> datetime:
+    """A moment at least `hours` before now whose next `hours` lie in one local day of `zone`,
+    so that scans spread over them are one day's visits whenever the suite runs (also in the
+    hours just after midnight)."""
+    span = timedelta(hours=hours)
+    start = utcnow() - span
+    here = ZoneInfo(zone)
+    end = (start + span).astimezone(here)
+    if start.astimezone(here).date() == end.date():
+        return start
+    midnight = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - span - timedelta(minutes=1)).astimezone(UTC)

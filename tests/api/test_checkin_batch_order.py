@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import func, select
 
 from membership import card_numbers
-from membership.clock import utcnow
 from membership.models import Card, Checkin
 from tests.api.conftest import Door, door
 from tests.factories import (
@@ -24,6 +23,7 @@ from tests.factories import (
     create_product,
     create_venue,
 )
+from tests.helpers import one_local_day
 
 __all__ = ["door"]
 
@@ -38,7 +38,8 @@ async def test_crossing_batches_over_the_same_visitors_are_both_answered(door: D
     second_venue = await create_venue(door.session, institution=door.institution)
     await door.session.commit()
     other_device = await door.pair_device(second_venue)
-    base = utcnow() - timedelta(hours=6)
+    # Each round's two batches (an hour apart) are one local day's scans.
+    base = one_local_day(door.institution.timezone, hours=2)
 
     def batch(prefix: str, order: list[int], minutes: int) -> dict[str, list[dict[str, Any]]]:
         return {

@@ -31,6 +31,7 @@ from tests.factories import (
     create_staff_user,
     create_venue,
 )
+from tests.helpers import one_local_day
 
 
 async def counted_visits(session: AsyncSession) -> int:
@@ -52,7 +53,7 @@ class TestReasons:
 
     async def test_passback_then_reentry(self, door: Door) -> None:
         card = await holder(door.session)
-        first = utcnow() - timedelta(hours=1)
+        first = one_local_day(door.institution.timezone, hours=1)
         await door.scan(door.qr(card), at=first)
         again = await door.scan(door.qr(card), at=first + timedelta(minutes=5))
         assert (again["result"], again["reason"], again["counted"]) == (

@@ -7,9 +7,8 @@ after each round every counter must equal the number of check-ins with its key.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -25,20 +24,9 @@ from tests.factories import (
     create_product,
     create_venue,
 )
+from tests.helpers import one_local_day
 
 __all__ = ["door"]
-
-
-def an_hour_into_the_day(zone: str) -> datetime:
-    """Now, or just before the last midnight in `zone` when now is within an hour after it: a
-    moment whose hour before lies on the same local day, so that a scan then and one an hour
-    earlier are one visit whenever the suite runs."""
-    now = utcnow()
-    local = now.astimezone(ZoneInfo(zone))
-    if local.hour >= 1:
-        return now
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight - timedelta(minutes=30)).astimezone(UTC)
 
 
 async def assert_exact(door: Door) -> None:
@@ -57,7 +45,7 @@ async def test_concurrent_doors_and_replays_keep_every_counter_exact(door: Door)
     second_venue = await create_venue(door.session, institution=door.institution)
     await door.session.commit()
     devices = [door.device, await door.pair_device(second_venue)]
-    now = an_hour_into_the_day(door.institution.timezone)
+    now = one_local_day(door.institution.timezone, hours=1) + timedelta(hours=1)
     scans = await door.race_and_replay(
         cards,
         devices,
