@@ -239,7 +239,9 @@ async def run_once(
         await session.commit()
     reminders = await send_reminders(sessionmaker, settings=settings, now=now)
     sent = await outbox.send_due(sessionmaker, settings=settings, now=now)
-    cut = await retention.cut_links(sessionmaker, settings=settings, now=now)
+    cut = await retention.cut_links(
+        sessionmaker, settings=settings, now=now, max_batches=retention.BATCHES_PER_PASS
+    )
     async with sessionmaker() as session:
         failed_events, event_rows = await events.given_up(session, limit=REPORT_IDS)
         failed_mails, mail_rows = await outbox.given_up(session, limit=REPORT_IDS)

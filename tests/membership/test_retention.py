@@ -317,6 +317,26 @@ class TestCut:
             )
             assert await visitor_rows(after) == await brute_visitor_rows(after)
 
+    async def test_a_pass_limited_to_some_batches_leaves_the_rest_to_the_next(
+        self,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        retention_settings: Settings,
+    ) -> None:
+        await programme(session)
+        async with sessionmaker() as before:
+            expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
+        passes = []
+        while not passes or passes[-1]:
+            cut = await retention.cut_links(
+                sessionmaker, settings=retention_settings, now=NOW, batch_size=3, max_batches=2
+            )
+            passes.append(cut.checkins)
+        assert passes[:-1] == [6] * (expected // 6) + ([expected % 6] if expected % 6 else [])
+        assert (sum(passes), passes[-1]) == (expected, 0)
+        async with sessionmaker() as after:
+            assert await visitor_rows(after) == await brute_visitor_rows(after)
+
     async def test_racing_runners_cut_each_link_once(
         self,
         session: AsyncSession,
