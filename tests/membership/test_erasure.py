@@ -167,18 +167,32 @@ async def _sign_in_link(session: AsyncSession, member: Member) -> str:
 
 
 async def _erase(
-    session: AsyncSession, world: World, provider: PaymentProvider, settings: Settings
+    session: AsyncSession,
+    world: World,
+    provider: PaymentProvider,
+    settings: Settings,
 ) -> erasure.Erasure:
-    done = await erasure.erase_member(
+    done = await _erase_member(session, provider, settings, member_id=world.member.id)
+    await session.commit()
+    return done
+
+
+async def _erase_member(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    settings: Settings,
+    *,
+    member_id: uuid.UUID,
+    now: datetime = NOW,
+) -> erasure.Erasure:
+    return await erasure.erase_member(
         session,
-        member_id=world.member.id,
+        member_id=member_id,
         actor=OPERATOR,
         provider=provider,
         photo_dir=settings.photo_dir,
-        now=NOW,
+        now=now,
     )
-    await session.commit()
-    return done
 
 
 async def _count(session: AsyncSession, model: Any, *where: Any) -> int:
@@ -352,14 +366,7 @@ class TestCardsAndMoney:
             now=utcnow(),
         )
         await session.commit()
-        await erasure.erase_member(
-            session,
-            member_id=people[0].id,
-            actor=OPERATOR,
-            provider=provider,
-            photo_dir=settings.photo_dir,
-            now=utcnow(),
-        )
+        await _erase_member(session, provider, settings, member_id=people[0].id, now=utcnow())
         renewal = Payment(
             reference="MK-RENEWAL1",
             membership_id=purchase.membership_id,
@@ -445,13 +452,8 @@ class TestIdempotence:
         tables = (AuditEntry, CardRevocation, Checkin, OutboxEmail, MemberSession)
         counts = [await _count(session, model) for model in tables]
 
-        again = await erasure.erase_member(
-            session,
-            member_id=world.member.id,
-            actor=OPERATOR,
-            provider=provider,
-            photo_dir=settings.photo_dir,
-            now=NOW + timedelta(days=1),
+        again = await _erase_member(
+            session, provider, settings, member_id=world.member.id, now=NOW + timedelta(days=1)
         )
         await session.commit()
 
@@ -462,14 +464,7 @@ class TestIdempotence:
         self, session: AsyncSession, settings: Settings, provider: PaymentProvider
     ) -> None:
         with pytest.raises(erasure.MemberNotFound):
-            await erasure.erase_member(
-                session,
-                member_id=uuid.uuid4(),
-                actor=OPERATOR,
-                provider=provider,
-                photo_dir=settings.photo_dir,
-                now=NOW,
-            )
+            await _erase_member(session, provider, settings, member_id=uuid.uuid4())
 
     async def test_two_erasures_at_once_apply_once(
         self, engine: AsyncEngine, settings: Settings, provider: PaymentProvider, backend: str
@@ -482,13 +477,8 @@ class TestIdempotence:
 
         async def erase() -> bool:
             async with sessionmaker() as session:
-                done = await erasure.erase_member(
-                    session,
-                    member_id=world.member.id,
-                    actor=OPERATOR,
-                    provider=provider,
-                    photo_dir=settings.photo_dir,
-                    now=utcnow(),
+                done = await _erase_member(
+                    session, provider, settings, member_id=world.member.id, now=utcnow()
                 )
                 await session.commit()
                 return done.erased_now

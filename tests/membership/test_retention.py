@@ -178,6 +178,21 @@ async def links(session: AsyncSession) -> list[tuple[date, bool]]:
     return sorted((day, bool(linked)) for day, linked, _ in rows)
 
 
+async def linked_before_cut_off(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """How many check-ins the cut should unlink: the linked ones dated before the cut-off."""
+    async with sessionmaker() as before:
+        return sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
+
+
+async def assert_cut_exactly(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Links before the cut-off gone, the rest kept; visitor rows as recomputed."""
+    async with sessionmaker() as after:
+        assert all(
+            linked == (day >= CUT_OFF) for day, linked in await links(after) if day != UNLINKED
+        )
+        assert await visitor_rows(after) == await brute_visitor_rows(after)
+
+
 async def every_report(session: AsyncSession, world: Programme) -> dict[str, object]:
     """Every figure a report gives over the period, and every row of the visit exports."""
     figures: dict[str, object] = {
@@ -294,8 +309,7 @@ class TestCut:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         await programme(session)
-        async with sessionmaker() as before:
-            expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
+        expected = await linked_before_cut_off(sessionmaker)
         batches: list[int] = []
         cut_batch = retention.cut_batch
 
@@ -311,11 +325,7 @@ class TestCut:
         assert cut.checkins == expected
         # Full batches until the last, which is short (empty when the count divides by 3).
         assert batches == [3] * (expected // 3) + [expected % 3]
-        async with sessionmaker() as after:
-            assert all(
-                linked == (day >= CUT_OFF) for day, linked in await links(after) if day != UNLINKED
-            )
-            assert await visitor_rows(after) == await brute_visitor_rows(after)
+        await assert_cut_exactly(sessionmaker)
 
     async def test_a_pass_limited_to_some_batches_leaves_the_rest_to_the_next(
         self,
@@ -324,8 +334,7 @@ class TestCut:
         retention_settings: Settings,
     ) -> None:
         await programme(session)
-        async with sessionmaker() as before:
-            expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
+        expected = await linked_before_cut_off(sessionmaker)
         passes = []
         while not passes or passes[-1]:
             cut = await retention.cut_links(
@@ -334,8 +343,7 @@ class TestCut:
             passes.append(cut.checkins)
         assert passes[:-1] == [6] * (expected // 6) + ([expected % 6] if expected % 6 else [])
         assert (sum(passes), passes[-1]) == (expected, 0)
-        async with sessionmaker() as after:
-            assert await visitor_rows(after) == await brute_visitor_rows(after)
+        await assert_cut_exactly(sessionmaker)
 
     async def test_racing_runners_cut_each_link_once(
         self,
@@ -347,8 +355,8 @@ class TestCut:
         if backend != "postgresql":
             pytest.skip("SQLite has one writer at a time: this race needs row locks")
         await programme(session)
+        expected = await linked_before_cut_off(sessionmaker)
         async with sessionmaker() as before:
-            expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
             rows = await visitor_rows(before)
         stale = sum(1 for row in rows.values() if row[-1] is not None and row[-1] < CUT_OFF)
         cuts = await asyncio.gather(
@@ -361,11 +369,7 @@ class TestCut:
         )
         assert sum(cut.checkins for cut in cuts) == expected
         assert sum(cut.visitors for cut in cuts) == stale
-        async with sessionmaker() as after:
-            assert all(
-                linked == (day >= CUT_OFF) for day, linked in await links(after) if day != UNLINKED
-            )
-            assert await visitor_rows(after) == await brute_visitor_rows(after)
+        await assert_cut_exactly(sessionmaker)
 
     async def test_nothing_is_cut_within_the_retention_period(
         self,
@@ -410,8 +414,8 @@ async def test_the_job_runner_reports_the_cut(
     retention_settings: Settings,
 ) -> None:
     await programme(session)
+    expected = await linked_before_cut_off(sessionmaker)
     async with sessionmaker() as before:
-        expected = sum(1 for day, linked in await links(before) if linked and day < CUT_OFF)
         rows = await visitor_rows(before)
     stale = sum(1 for row in rows.values() if row[-1] is not None and row[-1] < CUT_OFF)
 
